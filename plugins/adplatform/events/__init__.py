@@ -1,0 +1,1 @@
+"""Ad events: the versioned schema, the validator, the synthetic market and traffic."""

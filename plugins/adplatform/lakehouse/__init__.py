@@ -1,0 +1,1 @@
+"""The lakehouse: table contracts and atomic file IO under the data root."""

@@ -1,0 +1,434 @@
+"""The local platform stack: a Kafka broker (KRaft), an MLflow server and Airflow.
+
+Each service runs as a process group of its own, with its pid file under ``<data_root>/run`` and
+its log under ``<data_root>/logs``. ``up`` is idempotent (a healthy service is left alone),
+``down`` leaves no process behind, and every failure names the problem and the fix. The test
+suite starts the same services, on free ports under a temporary data root.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from adplatform.settings import REPO_ROOT, Settings
+
+TOOLS_DIR = REPO_ROOT / ".tools"
+KAFKA_POM = REPO_ROOT / "infra" / "local" / "kafka" / "pom.xml"
+KAFKA_LIBS = TOOLS_DIR / "kafka" / "libs"
+VENV_BIN = Path(sys.executable).parent
+
+
+class StackError(RuntimeError):
+    """A service cannot start or stop; the message says why and what to do."""
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def ensure_kafka_jars() -> Path:
+    """Resolve the broker's jars from Maven Central into .tools/ (again when the pom changes)."""
+    pom_digest = hashlib.sha1(KAFKA_POM.read_bytes()).hexdigest()
+    marker = KAFKA_LIBS / ".pom-sha1"
+    if marker.exists() and marker.read_text() == pom_digest:
+        return KAFKA_LIBS
+    if shutil.which("mvn") is None:
+        raise StackError(
+            "mvn not found: install Maven (apt-get install maven) to fetch the Kafka broker jars"
+        )
+    staging = KAFKA_LIBS.with_name("libs.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    result = subprocess.run(
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(KAFKA_POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={staging}",
+            "-DincludeScope=runtime",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise StackError(f"fetching Kafka jars failed: {result.stdout[-2000:]}{result.stderr}")
+    (staging / ".pom-sha1").write_text(pom_digest)
+    shutil.rmtree(KAFKA_LIBS, ignore_errors=True)
+    staging.rename(KAFKA_LIBS)  # publish only a complete set
+    return KAFKA_LIBS
+
+
+@dataclass
+class Service:
+    """A long-running local process with a health check."""
+
+    name: str
+    settings: Settings
+    port: int
+    start_timeout: float = 120.0
+
+    @property
+    def pid_file(self) -> Path:
+        return self.settings.data_root / "run" / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.settings.logs_dir / f"{self.name}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def environment(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            **self.settings.environment(),
+            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+
+    def prepare(self) -> None:
+        """One-time set-up before the first start (idempotent)."""
+
+    def healthy(self) -> bool:
+        raise NotImplementedError
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text())
+            os.kill(pid, 0)
+            return pid
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            return None
+
+    def start(self) -> str:
+        if self.healthy():
+            return "already running"
+        if self.pid() is None:
+            if _port_open(self.port):
+                raise StackError(
+                    f"{self.name}: port {self.port} is in use by another program; stop it or "
+                    f"set ADP_{self.name.upper()}_PORT to a free port"
+                )
+            self.prepare()
+            self.log_file.parent.mkdir(parents=True, exist_ok=True)
+            self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+            with self.log_file.open("ab") as log:
+                process = subprocess.Popen(
+                    self.command(),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=self.environment(),
+                    start_new_session=True,
+                    cwd=self.settings.data_root,
+                )
+            self.pid_file.write_text(str(process.pid))
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.healthy():
+                return "started"
+            if self.pid() is None:
+                raise StackError(
+                    f"{self.name} exited during start-up; last log lines:\n"
+                    f"{self.log_tail()}\n(full log: {self.log_file})"
+                )
+            time.sleep(1)
+        raise StackError(
+            f"{self.name} not healthy after {self.start_timeout:.0f}s; see "
+            f"{self.log_file}:\n{self.log_tail()}"
+        )
+
+    def stop(self, timeout: float = 30.0) -> str:
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return "not running"
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and self._group_alive(pid):
+                time.sleep(0.2)
+            if not self._group_alive(pid):
+                break
+        self.pid_file.unlink(missing_ok=True)
+        return "stopped"
+
+    @staticmethod
+    def _group_alive(pgid: int) -> bool:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        # A zombie leader still counts for killpg; reap it if it is our child.
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pgid, os.WNOHANG)
+        return True
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+
+class KafkaBroker(Service):
+    """A single-node Apache Kafka 4 broker in KRaft mode (broker and controller in one)."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__("kafka", settings, settings.kafka_port, start_timeout=90)
+        self.home = settings.data_root / "kafka"
+
+    def prepare(self) -> None:
+        if shutil.which("java") is None:
+            raise StackError(
+                "java not found: install OpenJDK 17 (apt-get install openjdk-17-jre-headless)"
+            )
+        ensure_kafka_jars()
+        if _port_open(self.settings.kafka_controller_port):
+            raise StackError(
+                f"kafka: controller port {self.settings.kafka_controller_port} is "
+                "in use; set ADP_KAFKA_CONTROLLER_PORT to a free port"
+            )
+        data = self.home / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        host = "127.0.0.1"
+        (self.home / "server.properties").write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.bootstrap.servers={host}:{self.settings.kafka_controller_port}",
+                    f"listeners=PLAINTEXT://{host}:{self.port},"
+                    f"CONTROLLER://{host}:{self.settings.kafka_controller_port}",
+                    f"advertised.listeners=PLAINTEXT://{host}:{self.port}",
+                    "controller.listener.names=CONTROLLER",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    f"log.dirs={data}",
+                    "num.partitions=1",
+                    "offsets.topic.replication.factor=1",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    "auto.create.topics.enable=false",
+                    "",
+                ]
+            )
+        )
+        if not (data / "meta.properties").exists():
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            result = subprocess.run(
+                [
+                    "java",
+                    "-cp",
+                    f"{KAFKA_LIBS}/*",
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "--cluster-id",
+                    cluster_id,
+                    "--config",
+                    str(self.home / "server.properties"),
+                    "--standalone",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if result.returncode != 0:
+                raise StackError(f"formatting Kafka storage failed: {result.stderr[-2000:]}")
+
+    def command(self) -> list[str]:
+        return [
+            "java",
+            "-Xms256m",
+            "-Xmx1g",
+            "-XX:+UseG1GC",
+            f"-Dlog4j2.configurationFile={KAFKA_POM.with_name('log4j2.yaml')}",
+            "-cp",
+            f"{KAFKA_LIBS}/*",
+            "kafka.Kafka",
+            str(self.home / "server.properties"),
+        ]
+
+    def healthy(self) -> bool:
+        if not _port_open(self.port):
+            return False
+        from confluent_kafka.admin import AdminClient
+
+        try:
+            admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{self.port}"})
+            return bool(admin.list_topics(timeout=3).brokers)
+        except Exception:  # the broker is still starting
+            return False
+
+
+class MlflowServer(Service):
+    """MLflow tracking server: SQLite backend store, artifacts proxied under the data root."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__("mlflow", settings, settings.mlflow_port, start_timeout=120)
+        self.home = settings.data_root / "mlflow"
+
+    def prepare(self) -> None:
+        (self.home / "artifacts").mkdir(parents=True, exist_ok=True)
+
+    def command(self) -> list[str]:
+        return [
+            str(VENV_BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{self.home / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(self.home / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+        ]
+
+    def healthy(self) -> bool:
+        return _http_ok(f"{self.url}/health")
+
+
+class AirflowServices(Service):
+    """Airflow 3: api-server, scheduler, dag-processor and triggerer on our dags/ and plugins/.
+
+    Not `airflow standalone`, which forces the simple auth manager: the platform needs FAB's
+    roles and per-DAG access control. The four components share one process group, each with
+    its own log; the admin password is generated on first start and kept under the data root.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__("airflow", settings, settings.airflow_port, start_timeout=240)
+        self.home = settings.data_root / "airflow"
+
+    @property
+    def admin_password_file(self) -> Path:
+        return self.home / "admin-password"
+
+    def environment(self) -> dict[str, str]:
+        return super().environment() | airflow_environment(self.settings)
+
+    def prepare(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        if not self.admin_password_file.exists():
+            self.admin_password_file.write_text(secrets.token_urlsafe(12))
+            self.admin_password_file.chmod(0o600)
+
+    def command(self) -> list[str]:
+        logs = self.settings.logs_dir
+        components = " & ".join(
+            f"airflow {c} >> {logs}/airflow-{c}.log 2>&1"
+            for c in ("api-server", "scheduler", "dag-processor", "triggerer")
+        )
+        script = f"""set -e
+airflow db migrate
+airflow users list | grep -qw admin || airflow users create --username admin \\
+  --password "$(cat {self.admin_password_file})" --role Admin \\
+  --firstname Platform --lastname Admin --email admin@adplatform.local
+{components} &
+wait"""
+        return ["bash", "-c", script]
+
+    def healthy(self) -> bool:
+        import json
+
+        try:
+            with urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=3) as response:
+                health = json.load(response)
+        except (OSError, ValueError):
+            return False
+        parts = [part for part in health.values() if isinstance(part, dict)]
+        return len(parts) >= 4 and all(part.get("status") == "healthy" for part in parts)
+
+
+def airflow_environment(settings: Settings) -> dict[str, str]:
+    """What every Airflow process of the local profile needs: home, folders, connections."""
+    home = settings.data_root / "airflow"
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # FAB's auth manager: roles with per-DAG access control (platform-admin, analyst).
+        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{settings.airflow_port}/execution/",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(settings.airflow_port),
+        # Log servers next to the API port, so stacks on other ports (tests) never collide.
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(settings.airflow_port + 1),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(settings.airflow_port + 2),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{settings.airflow_port}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        **settings.airflow_connections(),
+    }
+
+
+SERVICES = {"kafka": KafkaBroker, "mlflow": MlflowServer, "airflow": AirflowServices}
+
+
+class LocalStack:
+    def __init__(self, settings: Settings) -> None:
+        self.services = {name: cls(settings) for name, cls in SERVICES.items()}
+
+    def _select(self, names: Iterable[str] | None) -> list[Service]:
+        names = list(names or self.services)
+        unknown = [n for n in names if n not in self.services]
+        if unknown:
+            raise StackError(
+                f"unknown service {', '.join(unknown)}: choose from {', '.join(self.services)}"
+            )
+        return [self.services[n] for n in names]
+
+    def up(self, names: Iterable[str] | None = None) -> dict[str, str]:
+        return {s.name: s.start() for s in self._select(names)}
+
+    def down(self, names: Iterable[str] | None = None) -> dict[str, str]:
+        return {s.name: s.stop() for s in reversed(self._select(names))}
+
+    def status(self) -> list[tuple[str, str, int | None, str, Path]]:
+        rows = []
+        for service in self.services.values():
+            pid = service.pid()
+            state = "healthy" if service.healthy() else ("starting/unhealthy" if pid else "down")
+            rows.append((service.name, state, pid, service.url, service.log_file))
+        return rows

@@ -1,0 +1,86 @@
+"""What every DAG shares: owners, tags, default arguments, failure alerts.
+
+DAG files stay declarative: ``DAG(..., **dag_defaults(Owner.DATA_ENGINEERING, Tag.INGEST))``.
+Cheap to import (no settings, no heavy libraries): the scheduler parses DAG files constantly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.request
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class Owner(StrEnum):
+    DATA_ENGINEERING = "data-engineering"
+    ANALYTICS = "analytics"
+    ML = "ml-platform"
+    PLATFORM = "platform-engineering"
+
+
+class Tag(StrEnum):
+    LAKEHOUSE = "lakehouse"
+    INGEST = "ingest"
+    TRANSFORM = "transform"
+    QUALITY = "quality"
+    REPORTING = "reporting"
+    ML = "ml"
+    PROVISIONING = "provisioning"
+
+
+def alert_on_failure(context: dict[str, Any]) -> None:
+    """Log the failure and, when ADP_ALERT_WEBHOOK_URL is set, post it there."""
+    from adplatform.settings import get_settings
+
+    ti = context.get("task_instance") or context.get("ti")
+    dag_id = getattr(ti, "dag_id", "?")
+    task_id = getattr(ti, "task_id", "?")
+    run_id = getattr(ti, "run_id", context.get("run_id", "?"))
+    text = (
+        f"adplatform alert: {dag_id}.{task_id} failed in run {run_id}: "
+        f"{context.get('exception') or context.get('reason') or 'see the task log'}"
+    )
+    log.error(text)
+    webhook = get_settings().alert_webhook_url.get_secret_value()
+    if not webhook:
+        return
+    request = urllib.request.Request(
+        webhook,
+        data=json.dumps({"text": text}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        urllib.request.urlopen(request, timeout=10).close()
+    except OSError as error:  # an alert that cannot be sent must not mask the failure
+        log.error("alert webhook %s failed: %s", webhook, error)
+
+
+def default_args(
+    owner: Owner, *, retries: int = 2, execution_timeout: timedelta = timedelta(hours=1)
+) -> dict[str, Any]:
+    return {
+        "owner": owner.value,
+        "retries": retries,
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+        "execution_timeout": execution_timeout,
+        "on_failure_callback": alert_on_failure,
+    }
+
+
+def dag_defaults(
+    owner: Owner, *tags: Tag, retries: int = 2, execution_timeout: timedelta = timedelta(hours=1)
+) -> dict[str, Any]:
+    """Keyword arguments every adplatform DAG passes to ``DAG(...)``."""
+    return {
+        "default_args": default_args(owner, retries=retries, execution_timeout=execution_timeout),
+        "tags": sorted({owner.value, *(t.value for t in tags)}),
+        "on_failure_callback": alert_on_failure,
+        "catchup": False,
+    }

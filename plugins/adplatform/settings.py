@@ -1,0 +1,202 @@
+"""One typed configuration for every component, read from ``ADP_*`` environment variables.
+
+Local defaults run the whole platform on one machine (a Kafka broker, chDB, an MLflow server and
+Airflow, all under one data root); production sets the same variables to point at Redpanda, a
+ClickHouse server, a remote MLflow and Spark on Kubernetes. Secrets come from the environment
+(or a secrets backend in production), never from this repository.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "ADP_"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class SettingsError(ValueError):
+    """A setting is unknown or invalid; the message names it and says how to fix it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
+
+    profile: Literal["local", "production"] = "local"
+    data_root: Path = Field(REPO_ROOT / ".data", description="Root of all local state and data")
+
+    # Kafka API (Apache Kafka locally, Redpanda in production).
+    kafka_port: int = Field(9092, ge=1, le=65535)
+    kafka_controller_port: int = Field(9093, ge=1, le=65535)
+    kafka_bootstrap: str = Field("", description="host:port list; default 127.0.0.1:<kafka_port>")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-256"
+    kafka_username: str = ""
+    kafka_password: SecretStr = SecretStr("")
+    events_topic: str = "ad-events"
+    dead_letter_topic: str = "ad-events-dlq"
+    topic_partitions: int = Field(4, ge=1)
+    topic_replication: int = Field(1, ge=1)
+    topic_retention_hours: int = Field(168, ge=1)
+
+    # ClickHouse: chdb:///path (embedded engine) locally, http(s)://host:port for a server.
+    clickhouse_dsn: str = Field("", description="default chdb://<data_root>/clickhouse")
+    clickhouse_user: str = "default"
+    clickhouse_password: SecretStr = SecretStr("")
+
+    # MLflow tracking server.
+    mlflow_port: int = Field(5000, ge=1, le=65535)
+    mlflow_tracking_uri: str = Field("", description="default http://127.0.0.1:<mlflow_port>")
+
+    # Airflow API server (UI + REST).
+    airflow_port: int = Field(8080, ge=1, le=65535)
+
+    # Spark: local[N] locally, k8s://https://... in production.
+    spark_master: str = "local[2]"
+    spark_driver_memory: str = "2g"
+
+    # Event validation limits shared by the generator, the ingest worker and the tests.
+    max_event_bytes: int = Field(8192, ge=256)
+    max_event_age_days: int = Field(14, ge=1)
+    max_event_future_seconds: int = Field(3600, ge=0)
+
+    # Where failure alerts are POSTed (Slack-compatible JSON); empty: alerts are only logged.
+    alert_webhook_url: SecretStr = SecretStr("")
+
+    # Provisioning targets (SSH and Kubernetes); keys and kubeconfig by path, never inline.
+    ssh_host: str = "127.0.0.1"
+    ssh_port: int = Field(22, ge=1, le=65535)
+    ssh_user: str = "root"
+    ssh_key_file: Path | None = None
+    kubeconfig: Path | None = None
+
+    @model_validator(mode="after")
+    def _derive_defaults(self) -> Settings:
+        # Frozen model: derived defaults are filled in once, right after validation.
+        derived = {
+            "kafka_bootstrap": self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}",
+            "clickhouse_dsn": self.clickhouse_dsn or f"chdb://{self.data_root / 'clickhouse'}",
+            "mlflow_tracking_uri": self.mlflow_tracking_uri
+            or f"http://127.0.0.1:{self.mlflow_port}",
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
+        return self
+
+    # Paths under the data root: one place names them all.
+    @property
+    def lake_root(self) -> Path:
+        return self.data_root / "lake"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_root / "reports"
+
+    @property
+    def serving_dir(self) -> Path:
+        return self.data_root / "serving"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_root / "logs"
+
+    @property
+    def airflow_url(self) -> str:
+        return f"http://127.0.0.1:{self.airflow_port}"
+
+    def kafka_client_config(self) -> dict[str, str | int | float | bool]:
+        """librdkafka settings shared by every producer, consumer and admin client."""
+        config: dict[str, str | int | float | bool] = {
+            "bootstrap.servers": self.kafka_bootstrap,
+            "security.protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_security_protocol.startswith("SASL"):
+            config |= {
+                "sasl.mechanism": self.kafka_sasl_mechanism,
+                "sasl.username": self.kafka_username,
+                "sasl.password": self.kafka_password.get_secret_value(),
+            }
+        return config
+
+    def airflow_connections(self) -> dict[str, str]:
+        """Airflow connections for this profile as ``AIRFLOW_CONN_*`` environment variables."""
+        connections: dict[str, dict[str, object]] = {
+            "kafka_default": {
+                "conn_type": "kafka",
+                "extra": self.kafka_client_config(),
+            },
+            "clickhouse_default": {
+                "conn_type": "generic",
+                "login": self.clickhouse_user,
+                "password": self.clickhouse_password.get_secret_value(),
+                "extra": {"dsn": self.clickhouse_dsn},
+            },
+            "spark_default": {
+                "conn_type": "spark",
+                "host": self.spark_master,
+                "extra": {"deploy-mode": "client", "spark-binary": "spark-submit"},
+            },
+            "mlflow_default": {"conn_type": "http", "host": self.mlflow_tracking_uri},
+            "ssh_default": {
+                "conn_type": "ssh",
+                "host": self.ssh_host,
+                "port": self.ssh_port,
+                "login": self.ssh_user,
+                "extra": {"key_file": str(self.ssh_key_file)} if self.ssh_key_file else {},
+            },
+            "kubernetes_default": {
+                "conn_type": "kubernetes",
+                "extra": {"kube_config_path": str(self.kubeconfig)} if self.kubeconfig else {},
+            },
+        }
+        return {
+            f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(conn)
+            for conn_id, conn in connections.items()
+        }
+
+    def environment(self) -> dict[str, str]:
+        """This configuration as ``ADP_*`` variables, to hand to child processes."""
+        env = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
+        return env
+
+
+def _check_unknown_variables(environ: os._Environ[str] | dict[str, str]) -> None:
+    known = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+    for variable in sorted(environ):
+        if variable.startswith(ENV_PREFIX) and variable not in known:
+            close = difflib.get_close_matches(variable, known, n=1)
+            hint = f"did you mean {close[0]}?" if close else "see `adplatform settings`."
+            raise SettingsError(f"unknown setting {variable}: {hint}")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings from the environment, refusing unknown or invalid ``ADP_*`` variables."""
+    _check_unknown_variables(os.environ)
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{ENV_PREFIX}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+            for e in error.errors()
+        )
+        raise SettingsError(f"invalid setting {problems}") from None
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

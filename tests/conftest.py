@@ -1,0 +1,97 @@
+"""Session-wide fixtures: settings under a temporary data root, and the real services.
+
+Each service starts at most once per test session, on free ports, and is stopped at the end;
+tests that need one ask for its fixture. Nothing here skips: a service that cannot start fails
+the tests that need it, with the service's own error.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from adplatform.localstack import LocalStack
+from adplatform.settings import Settings, get_settings, load_settings
+
+
+def free_port(span: int = 1) -> int:
+    """A port p such that p .. p+span-1 are all free right now."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port + span >= 65535:
+            continue
+        if all(_is_free(port + offset) for offset in range(1, span)):
+            return port
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Local-profile settings with a private data root (no services)."""
+    return load_settings(data_root=tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings for this session's services: free ports, a private data root."""
+    return load_settings(
+        data_root=tmp_path_factory.mktemp("stack"),
+        kafka_port=free_port(),
+        kafka_controller_port=free_port(),
+        mlflow_port=free_port(),
+        airflow_port=free_port(span=3),  # api + worker and triggerer log servers
+    )
+
+
+@pytest.fixture(scope="session")
+def stack_env(stack_settings: Settings) -> Iterator[Settings]:
+    """Export the session's settings as ADP_* variables, for code that reads the environment
+    (Airflow tasks, CLI commands run in-process)."""
+    saved = dict(os.environ)
+    os.environ.update(stack_settings.environment())
+    os.environ.update(stack_settings.airflow_connections())
+    get_settings.cache_clear()
+    yield stack_settings
+    os.environ.clear()
+    os.environ.update(saved)
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def local_stack(stack_settings: Settings) -> Iterator[LocalStack]:
+    stack = LocalStack(stack_settings)
+    yield stack
+    stack.down()
+
+
+@pytest.fixture(scope="session")
+def kafka(local_stack: LocalStack, stack_settings: Settings) -> Settings:
+    """A running Kafka broker; returns the settings that point at it."""
+    local_stack.up(["kafka"])
+    return stack_settings
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(local_stack: LocalStack, stack_settings: Settings) -> Settings:
+    local_stack.up(["mlflow"])
+    return stack_settings
+
+
+@pytest.fixture(scope="session")
+def airflow_server(local_stack: LocalStack, stack_settings: Settings) -> Settings:
+    local_stack.up(["airflow"])
+    return stack_settings
