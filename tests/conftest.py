@@ -9,13 +9,31 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from adplatform.localstack import LocalStack
-from adplatform.settings import Settings, get_settings, load_settings
+from adplatform.settings import REPO_ROOT, Settings, get_settings, load_settings
+
+# In-process Airflow (dag.test(), DagBag) gets a private home and SQLite database, set before
+# anything imports airflow, so tests never touch a developer's ~/airflow or the local stack.
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="adplatform-tests-airflow-"))
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_AIRFLOW_HOME),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME}/airflow.db",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
+)
+
+from adplatform.localstack import LocalStack  # noqa: E402
 
 
 def free_port(span: int = 1) -> int:
@@ -95,3 +113,27 @@ def mlflow_server(local_stack: LocalStack, stack_settings: Settings) -> Settings
 def airflow_server(local_stack: LocalStack, stack_settings: Settings) -> Settings:
     local_stack.up(["airflow"])
     return stack_settings
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated metadata database for in-process Airflow (dag.test())."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env=os.environ.copy(),
+    )
+    return _AIRFLOW_HOME
+
+
+def run_dag(dag_id: str, conf: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+    """Run one of our DAGs in-process with ``dag.test()`` and return its DagRun.
+
+    Needs the ``airflow_db`` fixture (and ``stack_env`` when tasks read settings).
+    """
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / f"{dag_id}.py"), safe_mode=False)
+    assert not bag.import_errors, bag.import_errors
+    return bag.dags[dag_id].test(run_conf=conf, **kwargs)
