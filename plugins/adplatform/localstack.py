@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from adplatform.orchestration import SPARK_POOL, SPARK_POOL_SLOTS
 from adplatform.settings import REPO_ROOT, Settings
 
 TOOLS_DIR = REPO_ROOT / ".tools"
@@ -359,6 +360,7 @@ class AirflowServices(Service):
         )
         script = f"""set -e
 airflow db migrate
+airflow pools set {SPARK_POOL} {SPARK_POOL_SLOTS} "Spark jobs; they share the local cores"
 airflow users list | grep -qw admin || airflow users create --username admin \\
   --password "$(cat {self.admin_password_file})" --role Admin \\
   --firstname Platform --lastname Admin --email admin@adplatform.local

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,10 +17,21 @@ def atomic_write_parquet(table: pa.Table, path: Path, compression: str = "zstd")
     Readers (Spark, chDB, DuckDB) skip names starting with '.' or '_', so the temporary file is
     invisible until the rename, which is atomic within one filesystem.
     """
+    return _write_atomically(
+        path, lambda staging: pq.write_table(table, staging, compression=compression)
+    )
+
+
+def atomic_write_bytes(content: bytes, path: Path) -> Path:
+    """The same guarantee for a small file (state, summaries)."""
+    return _write_atomically(path, lambda staging: staging.write_bytes(content))
+
+
+def _write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        pq.write_table(table, staging, compression=compression)
+        write(staging)
         with staging.open("rb") as written:
             os.fsync(written.fileno())
         os.replace(staging, path)
