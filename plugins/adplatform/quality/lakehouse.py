@@ -84,7 +84,8 @@ def read_frame(table: Table, root: Path, files: list[Path], columns: list[str]) 
 def schema_problems(
     table: Table, root: Path, files: list[Path], may_be_absent: frozenset[str] = frozenset()
 ) -> pd.DataFrame:
-    """One row per file: its departures from the contract, or null when it matches."""
+    """One row per file: its departures from the contract (named with the file, so the gate's
+    message and Data Docs show them), or null when it matches."""
     expected = {f.name: f.type for f in table.schema}
     rows = []
     for path in files:
@@ -100,7 +101,10 @@ def schema_problems(
             if name in actual and not actual[name].equals(expected[name])
         ]
         problems += [f"unexpected column {name}" for name in actual if name not in expected]
-        rows.append({"file": str(path.relative_to(root)), "problem": "; ".join(problems) or None})
+        file = str(path.relative_to(root))
+        rows.append(
+            {"file": file, "problem": f"{file}: {'; '.join(problems)}" if problems else None}
+        )
     return pd.DataFrame(rows, columns=["file", "problem"])
 
 
@@ -148,9 +152,8 @@ def bronze_checks(settings: Settings, plan: Plan, now: datetime) -> list[Check]:
         files,
         [*keys, "currency", *_BRONZE_PRICES, *lineage, *BRONZE_EVENTS.partitioning],
     )
-    hour_start_ms = pd.to_datetime(events["event_date"], utc=True).astype("int64") // 10**6 + (
-        events["event_hour"].astype("int64") * 3_600_000
-    )
+    day_start = pd.to_datetime(events["event_date"], utc=True) - pd.Timestamp(0, tz="UTC")
+    hour_start_ms = day_start // pd.Timedelta(milliseconds=1) + events["event_hour"] * 3_600_000
     events["ms_into_partition_hour"] = events["event_time_ms"] - hour_start_ms
     checks.append(
         Check(
