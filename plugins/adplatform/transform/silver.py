@@ -206,7 +206,7 @@ def write_silver(
     spark: SparkSession, settings: Settings, hours: list[datetime], output: Path
 ) -> dict[str, Any]:
     """Build Silver for ``hours`` into ``output`` (a staged copy of the table) and return the
-    per-partition counts the Silver gate reconciles against Bronze."""
+    too-late counts the Silver gate reconciles against Bronze, and the attribution counts."""
     result = build_silver(spark, settings, hours)
     (
         result.silver.repartition(*PARTITION)
@@ -215,29 +215,13 @@ def write_silver(
         .partitionBy(*PARTITION)
         .parquet(str(output))
     )
-    written = spark.read.schema(spark_schema(SILVER_EVENTS)).parquet(str(output))
-    rows = {
-        (r.event_date, r.event_hour, r.event_type): r["count"]
-        for r in written.groupBy(PARTITION).count().collect()
-    }
-    partitions = []
-    for r in result.counts.orderBy(PARTITION).collect():
-        key = (r.event_date, r.event_hour, r.event_type)
-        partitions.append(
-            {
-                "event_date": r.event_date,
-                "event_hour": r.event_hour,
-                "event_type": r.event_type,
-                "distinct_events": r.distinct_events,
-                "too_late": r.too_late,
-                "silver_rows": rows.get(key, 0),
-            }
-        )
-    attribution = {
-        f"{r.event_type}:{r.attribution}": r["count"]
-        for r in written.filter(F.col("event_type").isin(_CLICK, _CONVERSION))
+    partitions = [row.asDict() for row in result.counts.orderBy(PARTITION).collect()]
+    outcomes = (
+        spark.read.schema(spark_schema(SILVER_EVENTS))
+        .parquet(str(output))
+        .filter(F.col("event_type").isin(_CLICK, _CONVERSION))
         .groupBy("event_type", "attribution")
         .count()
-        .collect()
-    }
+    )
+    attribution = {f"{r.event_type}:{r.attribution}": r["count"] for r in outcomes.collect()}
     return {"partitions": partitions, "attribution": attribution}

@@ -1,0 +1,107 @@
+"""The ad_lakehouse_transform DAG end to end: a backfill through real spark-submit jobs and
+Great Expectations gates to published tables and Assets, a scheduled run with nothing to do,
+and a scheduled run whose failed gate stops it before anything is published. (Incremental
+planning and rerun equality are covered, faster, in test_planning and test_golden.)"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from adplatform.events.catalog import build_catalog
+from adplatform.events.generator import TrafficConfig, TrafficSimulator
+from adplatform.lakehouse.partitions import data_files
+from adplatform.lakehouse.tables import BRONZE_EVENTS, GOLD_CTR_TRAINING, GOLD_HOURLY_PERFORMANCE
+from tests.conftest import run_dag
+from tests.transform.bronze import write_bronze
+from tests.transform.run import read_table
+
+DAG_ID = "ad_lakehouse_transform"
+PUBLISHED = {"silver_ad_events", "gold_hourly_performance", "gold_ctr_training"}
+# A day of our own, recent enough for the validator, away from other tests' traffic.
+START = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=5)
+
+
+@pytest.fixture(scope="module")
+def lake(stack_env, airflow_db):
+    """Two hours of generated traffic in Bronze, and spark-submit on PATH (from the venv)."""
+    saved_path = os.environ["PATH"]
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{saved_path}"
+    config = TrafficConfig(seed=11, start=START, hours=2, requests=400)
+    payloads = [m.payload for m in TrafficSimulator(config, build_catalog(11)).messages()]
+    write_bronze(stack_env, payloads, ingested_at=datetime.now(UTC), batch="dag-test")
+    yield stack_env
+    os.environ["PATH"] = saved_path
+
+
+def states(run) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+
+
+def asset_events(run) -> set[str]:
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        events = session.query(AssetEvent).filter(AssetEvent.source_run_id == run.run_id).all()
+        return {event.asset.name for event in events}
+
+
+def ours(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame["event_date"] == f"{START:%Y-%m-%d}"].reset_index(drop=True)
+
+
+def test_a_backfill_rebuilds_the_day_behind_the_gates_and_publishes_it(lake):
+    day = f"{START:%Y-%m-%d}"
+    run = run_dag(DAG_ID, {"start_date": day, "end_date": day})
+    assert set(states(run).values()) == {"success"}, states(run)
+    assert asset_events(run) == PUBLISHED
+
+    # Every distinct Bronze impression of the day is one Gold impression and one training row.
+    bronze = ds.dataset(
+        str(BRONZE_EVENTS.path(lake) / f"event_date={day}"), partitioning="hive"
+    ).to_table(filter=pc.field("event_type") == "impression", columns=["event_id"])
+    impressions = len(set(bronze["event_id"].to_pylist()))
+    assert impressions > 100
+    hourly = ours(read_table(lake, GOLD_HOURLY_PERFORMANCE))
+    training = ours(read_table(lake, GOLD_CTR_TRAINING))
+    assert hourly["impressions"].sum() == impressions == len(training)
+    assert hourly["clicks"].sum() == training["clicked"].sum() > 0
+    assert (lake.quality_dir / "data_docs" / "index.html").is_file()
+
+    # The backfill recorded the Bronze it read: a scheduled run now has nothing to do.
+    quiet = run_dag(DAG_ID)
+    assert set(states(quiet).values()) == {"skipped"}, states(quiet)
+    assert asset_events(quiet) == set()
+
+
+def test_a_failed_gate_stops_the_run_before_publication(lake):
+    before = ours(read_table(lake, GOLD_HOURLY_PERFORMANCE))
+    # A Bronze file whose _offset column is text: the Bronze gate's schema check fails.
+    hour_dir = BRONZE_EVENTS.path(lake) / f"event_date={START:%Y-%m-%d}" / "event_hour=1"
+    source = data_files(hour_dir / "event_type=win")[0]
+    table = pq.read_table(source)
+    index = table.schema.get_field_index("_offset")
+    bad = table.set_column(
+        index, pa.field("_offset", pa.string()), pc.cast(table["_offset"], pa.string())
+    )
+    pq.write_table(bad, source.with_name("broken.parquet"))
+
+    run = run_dag(DAG_ID)
+    task_states = states(run)
+    assert str(run.state) == "failed"
+    assert task_states["check_bronze"] == "failed"
+    for downstream in ("bronze_to_silver", "publish_silver", "publish_gold"):
+        assert task_states[downstream] == "upstream_failed", task_states
+    assert asset_events(run) == set()
+    pd.testing.assert_frame_equal(ours(read_table(lake, GOLD_HOURLY_PERFORMANCE)), before)
+    source.with_name("broken.parquet").unlink()
