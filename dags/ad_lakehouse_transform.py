@@ -45,6 +45,7 @@ from adplatform.settings import get_settings
 from adplatform.transform.spark import spark_conf
 
 SPARK_JOBS = Path(__file__).resolve().parents[1] / "spark_jobs"
+SPARK_CONF = spark_conf(get_settings())  # from ADP_* variables only: no I/O while parsing
 DATE = {"type": ["null", "string"], "format": "date"}
 
 
@@ -127,7 +128,7 @@ with DAG(
             application=str(SPARK_JOBS / f"{name}.py"),
             application_args=["--hours", planned["hours"], "--run-dir", run_dir],
             conn_id="spark_default",
-            conf=spark_conf(get_settings()),
+            conf=SPARK_CONF,
             name=f"adplatform-{name}",
             pool=SPARK_POOL,
         )

@@ -7,12 +7,7 @@ from datetime import UTC, date, datetime
 import pandas as pd
 import pytest
 
-from adplatform.lakehouse.partitions import (
-    format_hours,
-    hour_partition,
-    parse_hours,
-    replace_partitions,
-)
+from adplatform.lakehouse.partitions import hour_partition, replace_partitions
 from adplatform.lakehouse.tables import GOLD_HOURLY_PERFORMANCE, SILVER_EVENTS
 from adplatform.settings import load_settings
 from adplatform.transform.jobs import stage_silver
@@ -22,15 +17,6 @@ from tests.transform.handmade import MOBILE_US, E, X, at, event, write_handmade_
 from tests.transform.run import read_table, run_transform
 
 H10, H11, H12 = (datetime(2026, 3, 2, h, tzinfo=UTC) for h in (10, 11, 12))
-
-
-def test_hour_lists_round_trip_in_compact_form():
-    hours = [H10, H11, H12, datetime(2026, 3, 3, 5, tzinfo=UTC)]
-    text = format_hours(hours)
-    assert text == "2026-03-02T10..2026-03-02T12,2026-03-03T05"
-    assert parse_hours(text) == hours
-    with pytest.raises(ValueError, match="2026-03-02T1x"):
-        parse_hours("2026-03-02T1x")
 
 
 @pytest.fixture

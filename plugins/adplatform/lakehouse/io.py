@@ -37,9 +37,14 @@ def _write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
         os.replace(staging, path)
     finally:
         staging.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # make the rename itself durable
-    finally:
-        os.close(directory)
+    fsync_directory(path.parent)  # make the rename itself durable
     return path
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make renames and deletions within ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from adplatform.lakehouse.io import fsync_directory
+
 HOUR = timedelta(hours=1)
 _HOUR_DIR = re.compile(r"^event_date=(\d{4}-\d{2}-\d{2})/event_hour=(\d{1,2})$")
 
@@ -119,14 +121,6 @@ def parse_hours(text: str) -> list[datetime]:
 # -- publication ------------------------------------------------------------------------------
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def replace_partitions(staged_table: Path, live_table: Path, partitions: Iterable[str]) -> int:
     """Swap each partition (a relative path such as ``event_date=.../event_hour=...``) from the
     staged table into the live one; a partition the staged table lacks is removed from the live
@@ -149,6 +143,6 @@ def replace_partitions(staged_table: Path, live_table: Path, partitions: Iterabl
             os.rename(staged, live)
             published += 1
         if live.parent.exists():
-            _fsync_dir(live.parent)
+            fsync_directory(live.parent)
         shutil.rmtree(retired, ignore_errors=True)
     return published

@@ -13,9 +13,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -100,29 +99,35 @@ def _committed(settings: Settings) -> dict[str, str]:
         return {}
 
 
+def _day_range(start: date | None, end: date | None) -> tuple[datetime, datetime]:
+    first_day, last_day = start or end, end or start
+    if first_day is None or last_day is None:
+        raise ValueError("a backfill needs a start date, an end date or both")
+    if last_day < first_day:
+        raise ValueError(f"backfill range ends ({last_day}) before it starts ({first_day})")
+    return (
+        datetime.combine(first_day, time.min, UTC),
+        datetime.combine(last_day, time.max, UTC),
+    )
+
+
 def plan_hours(settings: Settings, start: date | None = None, end: date | None = None) -> Plan:
-    """The Silver hours to rebuild: changed Bronze hours (incremental), or a date range."""
+    """The Silver hours to rebuild: changed Bronze hours (incremental run), or every hour of the
+    days from ``start`` to ``end`` (backfill; one of them alone means that one day)."""
     bronze_root = BRONZE_EVENTS.path(settings)
-    bronze_hours = list_hours(bronze_root)
-    current = {_hour_key(h): fingerprint(bronze_root / hour_partition(h)) for h in bronze_hours}
-    if start is not None or end is not None:
-        first = datetime.combine(start or end or date.min, datetime.min.time(), UTC)
-        last = datetime.combine(end or start or date.max, datetime.max.time(), UTC)
-        if last < first:
-            raise ValueError(f"backfill range ends ({end}) before it starts ({start})")
-        candidates = set(bronze_hours) | set(list_hours(SILVER_EVENTS.path(settings)))
-        hours = sorted(h for h in candidates if first <= h <= last)
-        return Plan(
-            hours,
-            {_hour_key(h): current[_hour_key(h)] for h in hours if _hour_key(h) in current},
-            True,
-        )
-    committed = _committed(settings)
-    changed = [h for h in bronze_hours if committed.get(_hour_key(h)) != current[_hour_key(h)]]
-    reach = Windows.from_settings(settings).lookback_hours
-    present = set(bronze_hours)
-    hours = sorted({h + i * HOUR for h in changed for i in range(reach + 1)} & present)
-    return Plan(hours, {_hour_key(h): current[_hour_key(h)] for h in changed}, False)
+    current = {h: fingerprint(bronze_root / hour_partition(h)) for h in list_hours(bronze_root)}
+    backfill = start is not None or end is not None
+    if backfill:
+        first, last = _day_range(start, end)
+        existing = current.keys() | set(list_hours(SILVER_EVENTS.path(settings)))
+        hours = {h for h in existing if first <= h <= last}
+        inputs = hours & current.keys()
+    else:
+        committed = _committed(settings)
+        inputs = {h for h, print_ in current.items() if committed.get(_hour_key(h)) != print_}
+        reach = Windows.from_settings(settings).lookback_hours
+        hours = {h + i * HOUR for h in inputs for i in range(reach + 1)} & current.keys()
+    return Plan(sorted(hours), {_hour_key(h): current[h] for h in sorted(inputs)}, backfill)
 
 
 def commit(settings: Settings, plan: Plan) -> None:
@@ -136,7 +141,7 @@ def commit(settings: Settings, plan: Plan) -> None:
 
 def remove_stale_runs(settings: Settings, keep: RunArea) -> list[Path]:
     """Delete staging areas of runs older than STAGING_RETENTION (failed runs, kept for triage)."""
-    cutoff = time.time() - STAGING_RETENTION.total_seconds()
+    cutoff = (datetime.now(UTC) - STAGING_RETENTION).timestamp()
     removed = []
     root = _staging_root(settings)
     for area in root.iterdir() if root.is_dir() else []:

@@ -81,7 +81,8 @@ def _read(spark: SparkSession, root: Path, paths: list[Path], is_target: bool) -
     existing = [str(p) for p in paths if p.is_dir()]
     if existing:
         frame = spark.read.schema(schema).option("basePath", str(root)).parquet(*existing)
-        source = F.regexp_replace(F.col("_metadata.file_path"), r"^.*/bronze/ad_events/", "")
+        table = f"/{BRONZE_EVENTS.layer}/{BRONZE_EVENTS.name}/"
+        source = F.regexp_replace(F.col("_metadata.file_path"), f"^.*{table}", "")
     else:
         frame = spark.createDataFrame([], schema)
         source = F.lit("")
