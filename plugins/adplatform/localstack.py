@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from adplatform.clickhouse.client import POOL as CLICKHOUSE_POOL
 from adplatform.settings import REPO_ROOT, Settings
 
 TOOLS_DIR = REPO_ROOT / ".tools"
@@ -362,6 +363,7 @@ airflow db migrate
 airflow users list | grep -qw admin || airflow users create --username admin \\
   --password "$(cat {self.admin_password_file})" --role Admin \\
   --firstname Platform --lastname Admin --email admin@adplatform.local
+airflow pools set {CLICKHOUSE_POOL} 1 "ClickHouse tasks: chDB allows one process per data directory"
 {components} &
 wait"""
         return ["bash", "-c", script]
