@@ -30,6 +30,7 @@ TEMPLATES = jinja2.Environment(
 PERCENT_COLUMNS = {"ctr", "cvr", "fill_rate", "pacing", "ctr_baseline"}
 STATUS_COLOURS = {"over_budget": "#d64545", "on_pace": "#3ebd93", "under_pacing": "#f0b429"}
 BLUE, ORANGE = "#2680c2", "#f0b429"
+THOUSANDS = "{x:,.0f}"  # tick labels with thousands separators
 DPI = 100
 
 
@@ -41,18 +42,18 @@ class Chart:
     bars: Callable[[pd.DataFrame], int] = lambda rows: 0  # horizontal bars: sizes the height
 
 
-def _barh(
-    ax: Axes, labels: list[str], values: list[float], xlabel: str, colour: str = BLUE
-) -> None:
-    ax.barh(labels, values, color=colour)
+def _barh(ax: Axes, labels: list[str], values: list[float], xlabel: str) -> None:
+    ax.barh(labels, values, color=BLUE)
     ax.invert_yaxis()  # largest first, at the top
     ax.set_xlabel(xlabel)
+    ax.xaxis.set_major_formatter(THOUSANDS)
 
 
 def _daily_spend(ax: Axes, rows: pd.DataFrame) -> None:
     daily = rows.groupby("event_date")["spend_usd"].sum()
     ax.bar([d.isoformat() for d in daily.index], daily.to_numpy(), color=BLUE)
     ax.set_ylabel("spend (USD)")
+    ax.yaxis.set_major_formatter(THOUSANDS)
     ax.tick_params(axis="x", labelrotation=45)
 
 
@@ -101,12 +102,13 @@ def _ctr_by(dimension: str) -> Callable[[Axes, pd.DataFrame], None]:
 def _anomaly_z(ax: Axes, rows: pd.DataFrame) -> None:
     labels = [f"{d} {c}" for d, c in zip(rows["event_date"], rows["campaign_id"], strict=True)]
     positions = range(len(labels))
-    ax.barh([p - 0.2 for p in positions], list(rows["spend_z"].fillna(0)), 0.4, color=BLUE)
-    ax.barh([p + 0.2 for p in positions], list(rows["ctr_z"].fillna(0)), 0.4, color=ORANGE)
+    spend_z, ctr_z = list(rows["spend_z"].fillna(0)), list(rows["ctr_z"].fillna(0))
+    ax.barh([p - 0.2 for p in positions], spend_z, 0.4, color=BLUE, label="spend z")
+    ax.barh([p + 0.2 for p in positions], ctr_z, 0.4, color=ORANGE, label="CTR z")
     ax.set_yticks(list(positions), labels)
     ax.invert_yaxis()
     ax.axvline(0, color="#52606d", linewidth=1)
-    ax.legend(["spend z", "CTR z"])
+    ax.legend()
     ax.set_xlabel("standard deviations from the trailing 7-day baseline")
 
 

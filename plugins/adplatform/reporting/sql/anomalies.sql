@@ -1,8 +1,9 @@
 -- Anomaly flags: campaign-days whose spend or CTR is far from the campaign's own trailing
 -- baseline, the 7 days before. z = (value - baseline mean) / baseline standard deviation; a
--- day is flagged when |z| >= threshold, with at least 3 baseline days (and, for CTR, at least
--- 100 impressions that day, so that a handful of impressions cannot raise a flag). A campaign
--- counts as spending 0 on a day with traffic but none of its own.
+-- value is flagged when |z| >= threshold and it is at least 25 % away from the baseline mean
+-- (a very steady baseline must not flag a small move), with at least 3 baseline days (and, for
+-- CTR, at least 100 impressions that day, so a handful of impressions cannot raise a flag). A
+-- campaign counts as spending 0 on a day that has traffic but none of its own.
 WITH days AS (
     SELECT event_date
     FROM adplatform.hourly_performance
@@ -51,8 +52,10 @@ scored AS (
         *,
         CASE WHEN baseline_days >= 3 AND spend_sd > 0
              THEN (spend_usd - spend_mean) / spend_sd END AS spend_z,
+        abs(spend_usd - spend_mean) >= 0.25 * spend_mean AS spend_moved,
         CASE WHEN ctr_days >= 3 AND ctr_sd > 0 AND impressions >= 100
-             THEN (ctr - ctr_mean) / ctr_sd END AS ctr_z
+             THEN (ctr - ctr_mean) / ctr_sd END AS ctr_z,
+        abs(ctr - ctr_mean) >= 0.25 * ctr_mean AS ctr_moved
     FROM baseline
     WHERE event_date BETWEEN {start:Date} AND {end:Date}
 )
@@ -60,17 +63,20 @@ SELECT
     s.event_date AS event_date,
     s.campaign_id AS campaign_id,
     coalesce(c.name, '') AS campaign,
-    CASE WHEN s.spend_z >= {threshold:Float64} THEN 'high'
+    CASE WHEN NOT s.spend_moved THEN ''
+         WHEN s.spend_z >= {threshold:Float64} THEN 'high'
          WHEN s.spend_z <= -{threshold:Float64} THEN 'low' ELSE '' END AS spend_flag,
     s.spend_usd AS spend_usd,
     s.spend_mean AS spend_baseline_usd,
     s.spend_z AS spend_z,
-    CASE WHEN s.ctr_z >= {threshold:Float64} THEN 'high'
+    CASE WHEN NOT s.ctr_moved THEN ''
+         WHEN s.ctr_z >= {threshold:Float64} THEN 'high'
          WHEN s.ctr_z <= -{threshold:Float64} THEN 'low' ELSE '' END AS ctr_flag,
     s.ctr AS ctr,
     s.ctr_mean AS ctr_baseline,
     s.ctr_z AS ctr_z
 FROM scored AS s
 LEFT JOIN adplatform.dim_campaigns AS c ON c.campaign_id = s.campaign_id
-WHERE abs(s.spend_z) >= {threshold:Float64} OR abs(s.ctr_z) >= {threshold:Float64}
+WHERE (s.spend_moved AND abs(s.spend_z) >= {threshold:Float64})
+   OR (s.ctr_moved AND abs(s.ctr_z) >= {threshold:Float64})
 ORDER BY greatest(abs(coalesce(s.spend_z, 0)), abs(coalesce(s.ctr_z, 0))) DESC, event_date, campaign_id
