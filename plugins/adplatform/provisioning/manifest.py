@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from adplatform.settings import REPO_ROOT
+from adplatform.settings import PLATFORM_ENVIRONMENTS, REPO_ROOT
 
 MANIFEST_PATH = REPO_ROOT / "infra" / "platform.yaml"
 Cloud = Literal["hcloud", "aws", "existing"]
@@ -218,6 +218,11 @@ def load_manifest(
             problems.append(f"{where}: {key}: {e['msg']}")
         raise ManifestError(problems) from None
     problems += _dependency_problems(manifest.components, where)
+    if set(manifest.environments) != set(PLATFORM_ENVIRONMENTS):
+        problems.append(
+            f"{where}: environments: must be exactly {', '.join(PLATFORM_ENVIRONMENTS)} "
+            "(each has a kubernetes_<environment> connection)"
+        )
     if with_values:
         for component in manifest.components.values():
             for environment in manifest.environments:
