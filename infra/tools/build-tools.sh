@@ -21,9 +21,21 @@ export GOFLAGS="-buildvcs=false -trimpath" CGO_ENABLED=0
 built() { [ "$(cat "$tools/.built-$1" 2>/dev/null)" = "$2" ]; }
 mark() { echo "$2" >"$tools/.built-$1"; }
 
-# module_dir MODULE@VERSION: download the module through the proxy, print its source directory.
-# Building inside it keeps upstream's own go.mod (its replace directives and pinned versions).
-module_dir() { go mod download -json "$1" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p'; }
+# module_dir MODULE@VERSION [H1SUM]: download the module through the proxy, print its source
+# directory. Building inside it keeps upstream's own go.mod (replace directives, pinned versions).
+# A module the checksum database does not list is verified against the h1: sum pinned here.
+module_dir() {
+  local json sum
+  if [ -n "${2:-}" ]; then
+    json="$(GONOSUMDB="${1%@*}" go mod download -json "$1")"
+    sum="$(sed -n 's/^\t"Sum": "\(.*\)",$/\1/p' <<<"$json")"
+    [ "$sum" = "$2" ] || { echo "error: $1 has checksum $sum, expected $2" >&2; return 1; }
+  else
+    json="$(go mod download -json "$1")"
+  fi
+  if grep -q '"Error"' <<<"$json"; then echo "error: $(grep '"Error"' <<<"$json")" >&2; return 1; fi
+  sed -n 's/^\t"Dir": "\(.*\)",$/\1/p' <<<"$json"
+}
 
 if ! built tofu "$OPENTOFU_VERSION"; then
   echo "building OpenTofu $OPENTOFU_VERSION"
@@ -47,14 +59,14 @@ if ! built kubectl "$KUBECTL_VERSION"; then
   mark kubectl "$KUBECTL_VERSION"
 fi
 
-# provider NAMESPACE TYPE MODULE VERSION: build a provider into the mirror, under both registry
+# provider NAMESPACE TYPE MODULE VERSION H1SUM: build a provider into the mirror, under both registry
 # host names, so OpenTofu (registry.opentofu.org) and Terraform (registry.terraform.io) find it.
 provider() {
-  local namespace="$1" type="$2" module="$3" version="$4"
+  local namespace="$1" type="$2" module="$3" version="$4" sum="$5"
   built "provider-$type" "$version" && return
   echo "building provider $namespace/$type $version"
   local src target
-  src="$(module_dir "$module@v$version")"
+  src="$(module_dir "$module@v$version" "$sum")"
   target="$mirror/registry.opentofu.org/$namespace/$type/$version/linux_amd64"
   mkdir -p "$target"
   (cd "$src" && go build -ldflags "-s -w" -o "$target/terraform-provider-${type}_v$version" .)
@@ -63,7 +75,8 @@ provider() {
     "$mirror/registry.terraform.io/$namespace/$type/$version"
   mark "provider-$type" "$version"
 }
-provider hetznercloud hcloud github.com/hetznercloud/terraform-provider-hcloud "$HCLOUD_PROVIDER_VERSION"
+provider hetznercloud hcloud github.com/hetznercloud/terraform-provider-hcloud \
+  "$HCLOUD_PROVIDER_VERSION" "$HCLOUD_PROVIDER_SUM"
 
 # The CLI config: providers only from the local mirror, never from a registry.
 cat >"$tools/tofu.rc" <<RC

@@ -246,7 +246,8 @@ def load_manifest(
 
 
 def merge_values(layers: list[dict[str, Any]]) -> dict[str, Any]:
-    """Helm's merge of several -f files: mappings merge key by key, anything else is replaced."""
+    """Helm's merge of several -f files: mappings merge key by key, null deletes a key, anything
+    else is replaced."""
     merged: dict[str, Any] = {}
     for layer in layers:
         merged = _merge(merged, layer)
@@ -256,7 +257,9 @@ def merge_values(layers: list[dict[str, Any]]) -> dict[str, Any]:
 def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
     result = dict(base)
     for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(result.get(key), dict):
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, dict) and isinstance(result.get(key), dict):
             result[key] = _merge(result[key], value)
         else:
             result[key] = value

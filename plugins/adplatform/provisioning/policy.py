@@ -27,7 +27,7 @@ _SECRET_KEY = re.compile(
 )
 # Keys that name where a secret lives rather than holding it.
 _REFERENCE_KEY = re.compile(
-    r"^existing|(name|names|ref|key|keys|file|path|paths|secretkeyref|length|enabled|policy)$",
+    r"^(existing.*|key|keys|.*(name|names|ref|file|path|paths|length|enabled|policy))$",
     re.IGNORECASE,
 )
 _REFERENCE_VALUE = re.compile(r"^(vault:|\$\{|\{\{)")
@@ -52,9 +52,31 @@ def _walk(node: Any, path: str = "") -> Iterator[tuple[str, str, Any]]:
             yield from _walk(value, child)
 
 
+def _names_secret_entries(path: str, parent: Any) -> bool:
+    """Inside an ``existingSecret`` block, or beside a key naming a Secret, a value names one of
+    that Secret's entries (MinIO's ``tls.privateKey: tls.key``), not a secret."""
+    if ".existingSecret." in f".{path}":
+        return True
+    return isinstance(parent, dict) and any(
+        _NAMES_A_SECRET.search(str(k)) and isinstance(v, str) and _OBJECT_NAME.match(v)
+        for k, v in parent.items()
+    )
+
+
+def _parents(node: Any) -> dict[str, Any]:
+    """Each dotted path of a values tree mapped to the mapping that holds it."""
+    return {
+        f"{path}.{key}" if path else str(key): mapping
+        for path, _, mapping in [("", "", node), *_walk(node)]
+        if isinstance(mapping, dict)
+        for key in mapping
+    }
+
+
 def check_values_file(values: dict[str, Any], where: str) -> list[str]:
     """Problems in one values file: plaintext secrets and TLS switched off."""
     problems = []
+    parents = _parents(values)
     for path, key, value in _walk(values):
         if isinstance(value, str) and _SECRET_MATERIAL.search(value):
             problems.append(f"{where}: {path}: key or certificate material in a values file")
@@ -65,6 +87,7 @@ def check_values_file(values: dict[str, Any], where: str) -> list[str]:
             and not _REFERENCE_KEY.search(key)
             and not _REFERENCE_VALUE.match(value)
             and not (_NAMES_A_SECRET.search(key) and _OBJECT_NAME.match(value))
+            and not _names_secret_entries(path, parents.get(path))
         ):
             problems.append(
                 f"{where}: {path}: plaintext secret; reference a Secret instead "
