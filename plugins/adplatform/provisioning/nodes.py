@@ -24,7 +24,7 @@ from adplatform.settings import Settings
 # role's "not applicable here" reports.
 _RECAP = re.compile(r"^(\S+)\s+:\s+(ok=.*)$", re.MULTILINE)
 _COUNTER = re.compile(r"(\w+)=(\d+)")
-_REPORTED = re.compile(r'"?msg"?:\s*"?(not applicable here:.*?)"?$', re.MULTILINE)
+_REPORTED = re.compile(r"msg:\s*['\"]?(not applicable here:.*?)['\"]?\s*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,9 @@ def ssh_hook(node: Node, access: Access, timeout: int = 10) -> Any:
         key_file=str(access.key_file),
         conn_timeout=timeout,
         cmd_timeout=60,
+        # A server Terraform just created has a host key nobody has seen yet; Ansible then pins
+        # it in the environment's known_hosts (StrictHostKeyChecking=accept-new).
+        no_host_key_check=True,
     )
 
 
@@ -89,6 +92,8 @@ def write_inventory(nodes: list[Node], access: Access, path: Path) -> Path:
                 "ansible_user": access.user,
                 "ansible_ssh_private_key_file": str(access.key_file),
                 "ansible_ssh_common_args": ssh_args,
+                # The nodes run Debian: its own Python, never a user's pyenv shim.
+                "ansible_python_interpreter": "/usr/bin/python3",
             },
             "children": {group: {"hosts": hosts} for group, hosts in groups.items()},
         }
@@ -138,7 +143,7 @@ def run_playbook(
         host: {key: int(value) for key, value in _COUNTER.findall(counters)}
         for host, counters in _RECAP.findall(result.stdout)
     }
-    messages = [line.strip() for line in _REPORTED.findall(result.stdout)]
+    messages = [" ".join(line.split()) for line in _REPORTED.findall(result.stdout)]
     run = PlaybookRun(
         playbook,
         check,
