@@ -171,15 +171,6 @@ class Settings(BaseSettings):
                 "conn_type": "kubernetes",
                 "extra": {"kube_config_path": str(self.kubeconfig)} if self.kubeconfig else {},
             },
-            "hcloud_default": {
-                "conn_type": "generic",
-                "password": self.hcloud_token.get_secret_value(),
-            },
-            "aws_default": {
-                "conn_type": "aws",
-                "login": self.aws_access_key_id,
-                "password": self.aws_secret_access_key.get_secret_value(),
-            },
             # One cluster per platform environment; the provision DAG writes its kubeconfig.
             **{
                 f"kubernetes_{environment}": {
@@ -191,6 +182,18 @@ class Settings(BaseSettings):
                 for environment in PLATFORM_ENVIRONMENTS
             },
         }
+        # Cloud credentials only when set, so a secrets backend (or the metadata DB) can hold them.
+        if self.hcloud_token.get_secret_value():
+            connections["hcloud_default"] = {
+                "conn_type": "generic",
+                "password": self.hcloud_token.get_secret_value(),
+            }
+        if self.aws_access_key_id:
+            connections["aws_default"] = {
+                "conn_type": "aws",
+                "login": self.aws_access_key_id,
+                "password": self.aws_secret_access_key.get_secret_value(),
+            }
         return {
             f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(conn)
             for conn_id, conn in connections.items()

@@ -20,16 +20,16 @@ provider "aws" {
 }
 
 module "cluster" {
-  source         = "../modules/aws"
-  environment    = var.environment
+  source            = "../modules/aws"
+  environment       = var.environment
   availability_zone = var.availability_zone
-  server_count   = var.server_count
-  agent_count    = var.agent_count
-  server_type    = var.server_type
-  agent_type     = var.agent_type
-  network_cidr   = var.network_cidr
-  admin_cidrs    = var.admin_cidrs
-  ssh_public_key = var.ssh_public_key
+  server_count      = var.server_count
+  agent_count       = var.agent_count
+  server_type       = var.server_type
+  agent_type        = var.agent_type
+  network_cidr      = var.network_cidr
+  admin_cidrs       = var.admin_cidrs
+  ssh_public_key    = var.ssh_public_key
 }
 
 variable "environment" {

@@ -9,14 +9,14 @@ mock_provider "aws" {
 }
 
 variables {
-  environment    = "staging"
+  environment       = "staging"
   availability_zone = "eu-central-1a"
-  server_count   = 1
-  agent_count    = 2
-  server_type    = "m7i.xlarge"
-  agent_type     = "m7i.2xlarge"
-  admin_cidrs    = ["203.0.113.0/24"]
-  ssh_public_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPlanOnlyTestKey platform@test"
+  server_count      = 1
+  agent_count       = 2
+  server_type       = "m7i.xlarge"
+  agent_type        = "m7i.2xlarge"
+  admin_cidrs       = ["203.0.113.0/24"]
+  ssh_public_key    = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPlanOnlyTestKey platform@test"
 }
 
 run "staging_layout" {

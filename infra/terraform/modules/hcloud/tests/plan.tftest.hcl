@@ -1,6 +1,20 @@
 # Plan-only tests with a mocked provider: no account, no API call. The provider's schema still
 # comes from the real provider binary (built from the Go module proxy by `make setup`).
-mock_provider "hcloud" {}
+# Hetzner Cloud ids are numbers; the mocks' random strings would not pass as references.
+mock_provider "hcloud" {
+  mock_resource "hcloud_network" {
+    defaults = { id = "1001" }
+  }
+  mock_resource "hcloud_firewall" {
+    defaults = { id = "1002" }
+  }
+  mock_resource "hcloud_ssh_key" {
+    defaults = { id = "1003" }
+  }
+  mock_resource "hcloud_placement_group" {
+    defaults = { id = "1004" }
+  }
+}
 
 variables {
   environment    = "staging"
