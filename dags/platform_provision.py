@@ -40,7 +40,9 @@ with DAG(
     doc_md=DOC,
     access_control=flow.ACCESS_CONTROL,
     params={
-        "environment": Param("local", enum=list(MANIFEST.environments), description="Where to provision."),
+        "environment": Param(
+            "local", enum=list(MANIFEST.environments), description="Where to provision."
+        ),
         "cloud_provider": Param(
             "existing",
             enum=["existing", "hcloud", "aws"],
@@ -56,7 +58,9 @@ with DAG(
         ),
         "dry_run": Param(True, type="boolean", description="Plan and render only; change nothing."),
     },
-    **dag_defaults(Owner.PLATFORM, Tag.PROVISIONING, retries=1, execution_timeout=timedelta(hours=1)),
+    **dag_defaults(
+        Owner.PLATFORM, Tag.PROVISIONING, retries=1, execution_timeout=timedelta(hours=1)
+    ),
 ) as dag:
 
     @task

@@ -37,10 +37,16 @@ with DAG(
     params={
         "environment": Param("local", enum=list(MANIFEST.environments)),
         "component": Param("clickhouse", enum=list(MANIFEST.components)),
-        "target_version": Param("", type="string", pattern=r"^v?\d+\.\d+\.\d+$", description="Chart version, e.g. 0.3.7"),
-        "dry_run": Param(True, type="boolean", description="Check and render only; change nothing."),
+        "target_version": Param(
+            "", type="string", pattern=r"^v?\d+\.\d+\.\d+$", description="Chart version, e.g. 0.3.7"
+        ),
+        "dry_run": Param(
+            True, type="boolean", description="Check and render only; change nothing."
+        ),
     },
-    **dag_defaults(Owner.PLATFORM, Tag.PROVISIONING, retries=1, execution_timeout=timedelta(hours=1)),
+    **dag_defaults(
+        Owner.PLATFORM, Tag.PROVISIONING, retries=1, execution_timeout=timedelta(hours=1)
+    ),
 ) as dag:
 
     @task
@@ -80,7 +86,9 @@ with DAG(
     @task
     def verdict(entry: dict) -> str:
         if entry["outcome"] != "upgraded":
-            raise RuntimeError(f"{entry['component']} {entry['to_version']}: {entry['outcome']}: {entry['health']}")
+            raise RuntimeError(
+                f"{entry['component']} {entry['to_version']}: {entry['outcome']}: {entry['health']}"
+            )
         return f"{entry['component']} is at {entry['to_version']}"
 
     checks = preflight()

@@ -56,7 +56,9 @@ Subsystem sftp internal-sftp
         stderr=(home / "sshd.log").open("wb"),
     )
     deadline = time.monotonic() + 20
-    while subprocess.run(["ssh-keyscan", "-p", str(port), "127.0.0.1"], capture_output=True).returncode:
+    while subprocess.run(
+        ["ssh-keyscan", "-p", str(port), "127.0.0.1"], capture_output=True
+    ).returncode:
         if process.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"sshd did not start: {(home / 'sshd.log').read_text()}")
         time.sleep(0.2)

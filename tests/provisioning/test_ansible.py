@@ -18,7 +18,9 @@ pytestmark = pytest.mark.integration
 def target(sshd, tmp_path_factory):
     access = Access(sshd.user, sshd.key_file, sshd.known_hosts)
     node = Node("node-1", "server", sshd.host, sshd.port)
-    inventory = write_inventory([node], access, tmp_path_factory.mktemp("ansible") / "inventory.yaml")
+    inventory = write_inventory(
+        [node], access, tmp_path_factory.mktemp("ansible") / "inventory.yaml"
+    )
     return node, access, inventory
 
 
@@ -40,13 +42,13 @@ def test_the_sshoperator_runs_a_command_on_the_node(target):
     from adplatform.provisioning.nodes import ssh_hook
 
     node, access, _ = target
-    operator = SSHOperator(task_id="probe", ssh_hook=ssh_hook(node, access), command="id -un")
-    output = operator.execute(context={})  # base64, as it is pushed to XCom
+    probe = SSHOperator(task_id="probe", ssh_hook=ssh_hook(node, access), command="id -un")
+    output = probe.execute(context={})  # base64, as it is pushed to XCom
     assert base64.b64decode(output).decode().strip() == "root"
 
 
 def test_node_preparation_is_applied_then_idempotent(target):
-    node, access, inventory = target
+    _node, _access, inventory = target
     first = run_playbook("node_prepare.yml", inventory, check=False)
     second = run_playbook("node_prepare.yml", inventory, check=False)
     assert first.failed == {"node-1": 0}

@@ -40,21 +40,33 @@ def test_every_component_comes_after_everything_it_depends_on():
 def test_selecting_a_component_brings_its_dependencies():
     manifest = load_manifest()
     selected = {name for wave in manifest.waves(["mlflow"]) for name in wave}
-    assert {"mlflow", "postgresql", "postgres-operator", "minio", "vault", "cert-manager", "cilium"} == selected
+    assert {
+        "mlflow",
+        "postgresql",
+        "postgres-operator",
+        "minio",
+        "vault",
+        "cert-manager",
+        "cilium",
+    } == selected
 
 
 def test_a_dependency_cycle_is_refused_with_its_path(scratch_repo):
     edit(scratch_repo, lambda d: d["components"]["cert-manager"].update(depends_on=["minio"]))
     with pytest.raises(ManifestError) as error:
         load(scratch_repo)
-    assert "infra/platform.yaml: components." in str(error.value) or "platform.yaml" in str(error.value)
+    assert "infra/platform.yaml: components." in str(error.value) or "platform.yaml" in str(
+        error.value
+    )
     assert "dependency cycle" in str(error.value)
     assert "cert-manager -> " in str(error.value) or "-> cert-manager" in str(error.value)
 
 
 def test_an_unknown_dependency_names_the_key(scratch_repo):
     edit(scratch_repo, lambda d: d["components"]["mlflow"].update(depends_on=["minoi"]))
-    with pytest.raises(ManifestError, match=r"components\.mlflow\.depends_on: unknown component 'minoi'"):
+    with pytest.raises(
+        ManifestError, match=r"components\.mlflow\.depends_on: unknown component 'minoi'"
+    ):
         load(scratch_repo)
 
 
@@ -79,17 +91,38 @@ def test_a_bad_pinned_version_names_the_key(scratch_repo):
 @pytest.mark.parametrize(
     ("component", "overlay", "message"),
     [
-        ("minio", {"rootPassword": "hunter2hunter2"}, r"minio/production\.yaml: rootPassword: plaintext secret"),
+        (
+            "minio",
+            {"rootPassword": "hunter2hunter2"},
+            r"minio/production\.yaml: rootPassword: plaintext secret",
+        ),
         ("grafana", None, None),
-        ("redpanda", {"tls": {"enabled": False}}, r"redpanda/production\.yaml: tls: TLS must stay on"),
-        ("mlflow", {"resources": {"requests": {"memory": None}, "limits": None}}, r"mlflow/values\.yaml \+ .*mlflow/production\.yaml: resources: missing requests\.memory, limits\.memory"),
-        ("mlflow", {"securityContext": {"runAsUser": 0}}, r"mlflow/production\.yaml: securityContext: runs as root"),
-        ("vault", {"server": {"dataStorage": {"token": "s.abcdefabcdef"}}}, r"server\.dataStorage\.token: plaintext secret"),
+        (
+            "redpanda",
+            {"tls": {"enabled": False}},
+            r"redpanda/production\.yaml: tls: TLS must stay on",
+        ),
+        (
+            "mlflow",
+            {"resources": {"requests": {"memory": None}, "limits": None}},
+            r"mlflow/values\.yaml \+ .*mlflow/production\.yaml: resources: missing requests\.memory, limits\.memory",
+        ),
+        (
+            "mlflow",
+            {"securityContext": {"runAsUser": 0}},
+            r"mlflow/production\.yaml: securityContext: runs as root",
+        ),
+        (
+            "vault",
+            {"server": {"dataStorage": {"token": "s.abcdefabcdef"}}},
+            r"server\.dataStorage\.token: plaintext secret",
+        ),
     ],
 )
 def test_the_values_policy_names_file_and_key(scratch_repo, component, overlay, message):
     if overlay is None:  # a component the manifest does not know
-        pytest.raises(ManifestError, load(scratch_repo).component, component)
+        with pytest.raises(ManifestError):
+            load(scratch_repo).component(component)
         return
     path = scratch_repo / "helm_values" / component / "production.yaml"
     values = yaml.safe_load(path.read_text()) or {}

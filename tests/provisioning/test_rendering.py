@@ -3,6 +3,7 @@ the Kubernetes objects the project renders itself against Kubernetes' JSON schem
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -25,14 +26,19 @@ def render(environment: str) -> str:
     for cloud in manifest.environment(environment).clouds:
         if cloud == "existing":
             continue
-        state, plan = Path(f"/state/{environment}/{cloud}.tfstate"), Path(f"/state/{environment}/{cloud}.tfplan")
+        state, plan = (
+            Path(f"/state/{environment}/{cloud}.tfstate"),
+            Path(f"/state/{environment}/{cloud}.tfplan"),
+        )
         variables = {"admin_cidrs": '["192.0.2.0/24"]', "ssh_public_key": "ssh-ed25519 KEY"}
         lines += [
             f"# {environment} on {cloud}: tofu",
             str(commands.terraform_init(cloud, state)),
             str(commands.terraform_plan(environment, cloud, plan, variables)),
             str(commands.terraform_apply(cloud, plan)),
-            str(commands.terraform_plan(environment, cloud, plan, variables, detailed_exitcode=True)),
+            str(
+                commands.terraform_plan(environment, cloud, plan, variables, detailed_exitcode=True)
+            ),
         ]
     return "\n".join(lines) + "\n"
 
@@ -51,7 +57,7 @@ def test_every_values_file_a_command_names_exists():
     for environment in ENVIRONMENTS:
         for line in render(environment).splitlines():
             args = line.split()
-            for flag, value in zip(args, args[1:], strict=False):
+            for flag, value in itertools.pairwise(args):
                 if flag == "--values":
                     assert (commands.REPO_ROOT / value).is_file(), value
 

@@ -61,7 +61,12 @@ def test_the_hcloud_module_plans_as_its_tests_expect(tmp_path):
 def test_the_environment_plans_offline(environment, tmp_path):
     """The root with the environment's tfvars: a real provider, a saved plan, no API call (only
     creations are planned, so the placeholder token is never sent)."""
-    assert tofu("hcloud", "init", f"-backend-config=path={tmp_path}/state", tmp_path=tmp_path).returncode == 0
+    assert (
+        tofu(
+            "hcloud", "init", f"-backend-config=path={tmp_path}/state", tmp_path=tmp_path
+        ).returncode
+        == 0
+    )
     os.environ["HCLOUD_TOKEN"] = "0" * 64
     try:
         result = tofu(

@@ -125,7 +125,16 @@ def helm_history(component: Component) -> Command:
 
 def helm_get_values(component: Component) -> Command:
     return Command(
-        ("helm", "get", "values", component.release, "--namespace", component.namespace, "-o", "json")
+        (
+            "helm",
+            "get",
+            "values",
+            component.release,
+            "--namespace",
+            component.namespace,
+            "-o",
+            "json",
+        )
     )
 
 

@@ -12,10 +12,17 @@ from adplatform.settings import get_settings
 
 # Who may trigger (and see) the platform DAGs: the FAB role the local stack creates.
 PLATFORM_ADMIN_ROLE = "platform-admin"
-ACCESS_CONTROL = {PLATFORM_ADMIN_ROLE: {"DAGs": {"can_read", "can_edit"}, "DAG Runs": {"can_create", "can_read", "can_edit"}}}
+ACCESS_CONTROL = {
+    PLATFORM_ADMIN_ROLE: {
+        "DAGs": {"can_read", "can_edit"},
+        "DAG Runs": {"can_create", "can_read", "can_edit"},
+    }
+}
 
 
-def validate_request(environment: str, cloud: str, components: list[str], dry_run: bool) -> dict[str, Any]:
+def validate_request(
+    environment: str, cloud: str, components: list[str], dry_run: bool
+) -> dict[str, Any]:
     """Check the request against the manifest (and every values file against the policy)."""
     manifest = load_manifest()
     env = manifest.environment(environment)
@@ -35,7 +42,6 @@ def validate_request(environment: str, cloud: str, components: list[str], dry_ru
 
 
 def plan(request: dict[str, Any]) -> dict[str, Any]:
-    from adplatform.provisioning.commands import helm_upgrade
     from adplatform.provisioning.infrastructure import PlanSummary, plan_infrastructure
 
     manifest = load_manifest(with_values=False)
@@ -46,7 +52,10 @@ def plan(request: dict[str, Any]) -> dict[str, Any]:
         for i, wave in enumerate(request["waves"])
     ]
     mode = "DRY RUN: nothing will change" if request["dry_run"] else "changes on approval"
-    text = f"{mode}\n\nServers\n{text}\n\nHelm releases (upgrade --install, in waves)\n" + "\n".join(releases)
+    text = (
+        f"{mode}\n\nServers\n{text}\n\nHelm releases (upgrade --install, in waves)\n"
+        + "\n".join(releases)
+    )
     return summary | {"text": text}
 
 
@@ -59,7 +68,11 @@ def apply(request: dict[str, Any], planned: dict[str, Any]) -> list[dict[str, An
     workspace = Workspace(settings, request["environment"], request["cloud"])
     if request["dry_run"]:
         return []  # the servers exist only after a real apply
-    nodes = workspace.apply() if planned["create"] or planned["update"] or planned["delete"] else workspace.nodes()
+    nodes = (
+        workspace.apply()
+        if planned["create"] or planned["update"] or planned["delete"]
+        else workspace.nodes()
+    )
     return [asdict(node) for node in nodes]
 
 
@@ -73,12 +86,17 @@ def wait_for_ssh(request: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[s
     from adplatform.provisioning import nodes as node_steps
 
     if request["dry_run"]:
-        return {node["name"]: f"dry run: would wait for ssh {node['host']}:{node['port']}" for node in nodes}
+        return {
+            node["name"]: f"dry run: would wait for ssh {node['host']}:{node['port']}"
+            for node in nodes
+        }
     access = node_steps.access_for(get_settings(), request["environment"])
     return node_steps.wait_for_ssh(_nodes(nodes), access)
 
 
-def run_playbook(request: dict[str, Any], nodes: list[dict[str, Any]], playbook: str) -> dict[str, Any]:
+def run_playbook(
+    request: dict[str, Any], nodes: list[dict[str, Any]], playbook: str
+) -> dict[str, Any]:
     """Ansible over SSH; a dry run renders the command (the nodes may not exist yet)."""
     from adplatform.provisioning import commands
     from adplatform.provisioning import nodes as node_steps
@@ -86,14 +104,21 @@ def run_playbook(request: dict[str, Any], nodes: list[dict[str, Any]], playbook:
     settings = get_settings()
     inventory = settings.provisioning_dir / request["environment"] / "inventory.yaml"
     if request["dry_run"]:
-        return {"playbook": playbook, "command": str(commands.ansible_playbook(playbook, inventory, None, check=True)), "dry_run": True}
+        return {
+            "playbook": playbook,
+            "command": str(commands.ansible_playbook(playbook, inventory, None, check=True)),
+            "dry_run": True,
+        }
     access = node_steps.access_for(settings, request["environment"])
     node_steps.write_inventory(_nodes(nodes), access, inventory)
     extra: dict[str, Any] = {}
     if playbook == "k3s.yml":
         from airflow.sdk import BaseHook
 
-        extra = {"k3s_version": request["k3s_version"], "k3s_token": BaseHook.get_connection(f"k3s_{request['environment']}").password}
+        extra = {
+            "k3s_version": request["k3s_version"],
+            "k3s_token": BaseHook.get_connection(f"k3s_{request['environment']}").password,
+        }
     return asdict(node_steps.run_playbook(playbook, inventory, check=False, extra_vars=extra))
 
 
@@ -119,7 +144,11 @@ def deploy_wave(request: dict[str, Any], wave: list[str]) -> list[dict[str, Any]
 
     manifest = load_manifest(with_values=False)
     return [
-        asdict(deploy(get_settings(), manifest, request["environment"], name, dry_run=request["dry_run"]))
+        asdict(
+            deploy(
+                get_settings(), manifest, request["environment"], name, dry_run=request["dry_run"]
+            )
+        )
         for name in _selected(request, wave)
     ]
 
@@ -132,7 +161,10 @@ def gate_wave(request: dict[str, Any], wave: list[str]) -> list[dict[str, Any]]:
     manifest = load_manifest(with_values=False)
     names = _selected(request, wave)
     if request["dry_run"]:
-        return [{"component": n, "would_check": manifest.component(n).health.model_dump()} for n in names]
+        return [
+            {"component": n, "would_check": manifest.component(n).health.model_dump()}
+            for n in names
+        ]
     reports = health_gate(get_settings(), manifest, request["environment"], names)
     if unhealthy := [r for r in reports if not r["healthy"]]:
         raise ToolError(f"wave {', '.join(names)} is not healthy: {unhealthy}")
@@ -147,7 +179,10 @@ def smoke(request: dict[str, Any]) -> list[dict[str, Any]]:
     manifest = load_manifest(with_values=False)
     if request["dry_run"]:
         return [{"component": n, "would_check": "health"} for n in request["components"]]
-    reports = [asdict(check_health(get_settings(), request["environment"], manifest.component(n))) for n in request["components"]]
+    reports = [
+        asdict(check_health(get_settings(), request["environment"], manifest.component(n)))
+        for n in request["components"]
+    ]
     if failed := [r for r in reports if not r["healthy"]]:
         raise ToolError(f"smoke checks failed: {failed}")
     return reports
@@ -156,7 +191,9 @@ def smoke(request: dict[str, Any]) -> list[dict[str, Any]]:
 # --- platform_upgrade ----------------------------------------------------------------------------
 
 
-def upgrade_preflight(environment: str, component: str, target: str, dry_run: bool) -> dict[str, Any]:
+def upgrade_preflight(
+    environment: str, component: str, target: str, dry_run: bool
+) -> dict[str, Any]:
     from adplatform.provisioning.releases import deployed
     from adplatform.provisioning.upgrade import preflight
 
@@ -200,7 +237,12 @@ def upgrade_gate(checks: dict[str, Any]) -> dict[str, Any]:
     """The health gate after the upgrade; it looks at the live release, in a dry run too."""
     from adplatform.provisioning.releases import health_gate
 
-    [report] = health_gate(get_settings(), load_manifest(with_values=False), checks["environment"], [checks["component"]])
+    [report] = health_gate(
+        get_settings(),
+        load_manifest(with_values=False),
+        checks["environment"],
+        [checks["component"]],
+    )
     return report
 
 
@@ -208,13 +250,23 @@ def upgrade_rollback(checks: dict[str, Any]) -> str:
     from adplatform.provisioning.releases import rollback
 
     component = load_manifest(with_values=False).component(checks["component"])
-    return rollback(get_settings(), checks["environment"], component, checks["previous_revision"], dry_run=checks["dry_run"])
+    return rollback(
+        get_settings(),
+        checks["environment"],
+        component,
+        checks["previous_revision"],
+        dry_run=checks["dry_run"],
+    )
 
 
-def upgrade_record(checks: dict[str, Any], gate: dict[str, Any] | None, rolled_back: str | None, run_id: str) -> dict[str, Any]:
+def upgrade_record(
+    checks: dict[str, Any], gate: dict[str, Any] | None, rolled_back: str | None, run_id: str
+) -> dict[str, Any]:
     from adplatform.provisioning.upgrade import record
 
-    outcome = "rolled back" if rolled_back else ("upgraded" if gate and gate["healthy"] else "failed")
+    outcome = (
+        "rolled back" if rolled_back else ("upgraded" if gate and gate["healthy"] else "failed")
+    )
     return record(
         get_settings(),
         checks["environment"],

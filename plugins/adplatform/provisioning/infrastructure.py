@@ -4,7 +4,6 @@ and the node inventory the later steps (SSH, Ansible, K3s) work on."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -105,9 +104,7 @@ class Workspace:
 
     def nodes(self) -> list[Node]:
         raw = json.loads(self._run(commands.terraform_output(self.cloud)).stdout)
-        return [
-            Node(n["name"], n["role"], n["public_ipv4"], 22, n["private_ipv4"]) for n in raw
-        ]
+        return [Node(n["name"], n["role"], n["public_ipv4"], 22, n["private_ipv4"]) for n in raw]
 
 
 def summarize_plan(plan: dict[str, Any], workspace: Workspace) -> PlanSummary:
@@ -152,8 +149,18 @@ def provisioning_key(settings: Settings, environment: str) -> Path:
     if not key.exists():
         key.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"adplatform-{environment}",
-             "-f", str(key)],
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                f"adplatform-{environment}",
+                "-f",
+                str(key),
+            ],
             check=True,
         )
     return key

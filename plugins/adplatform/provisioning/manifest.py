@@ -89,8 +89,10 @@ class Manifest(_Strict):
             return self.components[name]
         except KeyError:
             raise ManifestError(
-                [f"{self._where('components')}: unknown component {name!r}; "
-                 f"choose from {', '.join(sorted(self.components))}"]
+                [
+                    f"{self._where('components')}: unknown component {name!r}; "
+                    f"choose from {', '.join(sorted(self.components))}"
+                ]
             ) from None
 
     def environment(self, name: str) -> Environment:
@@ -98,8 +100,10 @@ class Manifest(_Strict):
             return self.environments[name]
         except KeyError:
             raise ManifestError(
-                [f"{self._where('environments')}: unknown environment {name!r}; "
-                 f"choose from {', '.join(self.environments)}"]
+                [
+                    f"{self._where('environments')}: unknown environment {name!r}; "
+                    f"choose from {', '.join(self.environments)}"
+                ]
             ) from None
 
     def _where(self, key: str) -> str:
@@ -160,8 +164,7 @@ def _dependency_problems(components: dict[str, Component], where: str) -> list[s
             if state.get(dep) == "grey":
                 cycle = [*path[path.index(dep) :], dep]
                 problems.append(
-                    f"{where}: components.{name}.depends_on: dependency cycle "
-                    f"{' -> '.join(cycle)}"
+                    f"{where}: components.{name}.depends_on: dependency cycle {' -> '.join(cycle)}"
                 )
             elif dep not in state:
                 visit(dep, [*path, dep])

@@ -149,7 +149,10 @@ def run_playbook(
         check,
         str(command),
         {host: counts.get("changed", 0) for host, counts in recap.items()},
-        {host: counts.get("failed", 0) + counts.get("unreachable", 0) for host, counts in recap.items()},
+        {
+            host: counts.get("failed", 0) + counts.get("unreachable", 0)
+            for host, counts in recap.items()
+        },
         messages,
     )
     if result.returncode != 0 or any(run.failed.values()):
@@ -168,9 +171,12 @@ def access_for(settings: Settings, environment: str) -> Access:
 def fetch_kubeconfig(settings: Settings, environment: str, server: Node, access: Access) -> Path:
     """Copy K3s' admin kubeconfig from the first server, pointed at its public address, into the
     file the ``kubernetes_<environment>`` connection reads (written aside, then renamed; 0600)."""
-    with ssh_hook(server, access).get_conn() as client, client.open_sftp() as sftp:
-        with sftp.open("/etc/rancher/k3s/k3s.yaml") as remote:
-            config = yaml.safe_load(remote.read())
+    with (
+        ssh_hook(server, access).get_conn() as client,
+        client.open_sftp() as sftp,
+        sftp.open("/etc/rancher/k3s/k3s.yaml") as remote,
+    ):
+        config = yaml.safe_load(remote.read())
     for cluster in config.get("clusters", []):
         cluster["cluster"]["server"] = f"https://{server.host}:6443"
     target = settings.provisioning_dir / environment / "kubeconfig"

@@ -104,7 +104,7 @@ def check_values_file(values: dict[str, Any], where: str) -> list[str]:
 
 def check_release(values: dict[str, Any], where: str, component: Component) -> list[str]:
     """Problems in the merged values of one release: resources and security contexts."""
-    problems = []
+    problems: list[str] = []
     if "no_workloads" in component.policy_exceptions:
         return problems
     # A volume claim's resources (requests.storage) are sizes, not compute budgets.

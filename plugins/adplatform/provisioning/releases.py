@@ -156,7 +156,12 @@ def health_gate(
 
 
 def rollback(
-    settings: Settings, environment: str, component: Component, revision: int | None, *, dry_run: bool
+    settings: Settings,
+    environment: str,
+    component: Component,
+    revision: int | None,
+    *,
+    dry_run: bool,
 ) -> str:
     command = commands.helm_rollback(component, revision if revision is not None else "PREVIOUS")
     if not dry_run:
@@ -168,9 +173,7 @@ def rollback(
     return str(command)
 
 
-def release_drift(
-    settings: Settings, manifest: Manifest, environment: str
-) -> list[dict[str, Any]]:
+def release_drift(settings: Settings, manifest: Manifest, environment: str) -> list[dict[str, Any]]:
     """What differs between the manifest and the releases deployed in the environment."""
     drift = []
     env = helm_env(settings, environment)
@@ -181,13 +184,18 @@ def release_drift(
             continue
         if current.chart_version != component.version:
             drift.append(
-                {"component": name, "drift": f"chart {current.chart_version} deployed, "
-                 f"{component.version} in the manifest"}
+                {
+                    "component": name,
+                    "drift": f"chart {current.chart_version} deployed, "
+                    f"{component.version} in the manifest",
+                }
             )
         live = json.loads(Command(commands.helm_get_values(component).argv, env=env).run().stdout)
         changed = _diff_keys(desired_values(component, environment), live or {})
         if changed:
-            drift.append({"component": name, "drift": f"values differ at {', '.join(changed[:10])}"})
+            drift.append(
+                {"component": name, "drift": f"values differ at {', '.join(changed[:10])}"}
+            )
     return drift
 
 
@@ -196,6 +204,8 @@ def _diff_keys(want: Any, have: Any, path: str = "") -> list[str]:
         return [
             key_path
             for key in sorted(set(want) | set(have))
-            for key_path in _diff_keys(want.get(key), have.get(key), f"{path}.{key}" if path else key)
+            for key_path in _diff_keys(
+                want.get(key), have.get(key), f"{path}.{key}" if path else key
+            )
         ]
     return [] if want == have else [path or "."]

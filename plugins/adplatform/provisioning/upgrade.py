@@ -31,19 +31,25 @@ def check_upgrade_path(component: Component, target: str) -> str:
     current, wanted = parse_version(component.version, where), parse_version(target, where)
     if wanted <= current:
         raise ManifestError(
-            [f"{where}: {target} is not newer than the pinned {component.version}; "
-             "roll back with platform_upgrade's automatic rollback or helm rollback instead"]
+            [
+                f"{where}: {target} is not newer than the pinned {component.version}; "
+                "roll back with platform_upgrade's automatic rollback or helm rollback instead"
+            ]
         )
     allowed = {"patch": 2, "minor": 1, "major": 0}[component.upgrade]
     if wanted[:allowed] != current[:allowed]:
         raise ManifestError(
-            [f"{where}: {component.version} -> {target} is a bigger step than its upgrade "
-             f"policy ({component.upgrade}) allows; upgrade through the releases in between"]
+            [
+                f"{where}: {component.version} -> {target} is a bigger step than its upgrade "
+                f"policy ({component.upgrade}) allows; upgrade through the releases in between"
+            ]
         )
     return f"{component.version} -> {target} ({component.upgrade} upgrades allowed)"
 
 
-def check_version_exists(settings: Settings, environment: str, component: Component, target: str) -> str:
+def check_version_exists(
+    settings: Settings, environment: str, component: Component, target: str
+) -> str:
     """The chart repository serves the target version (refreshing helm's index when reachable;
     an unreachable repository falls back to the index of the last refresh)."""
     env = helm_env(settings, environment)
@@ -57,16 +63,29 @@ def check_version_exists(settings: Settings, environment: str, component: Compon
     refreshed = Command(("helm", "repo", "update", repo), env=env).run(ok_codes=(0, 1), timeout=120)
     found = json.loads(
         Command(
-            ("helm", "search", "repo", f"{repo}/{component.chart}", "--version", target,
-             "--versions", "-o", "json"),
+            (
+                "helm",
+                "search",
+                "repo",
+                f"{repo}/{component.chart}",
+                "--version",
+                target,
+                "--versions",
+                "-o",
+                "json",
+            ),
             env=env,
-        ).run().stdout
+        )
+        .run()
+        .stdout
     )
     if not any(entry["version"] == target for entry in found):
         raise ManifestError(
             [f"params.target_version: {component.chart} {target} is not in {component.repository}"]
         )
-    source = "index refreshed" if refreshed.returncode == 0 else "cached index (repository unreachable)"
+    source = (
+        "index refreshed" if refreshed.returncode == 0 else "cached index (repository unreachable)"
+    )
     return f"{component.repository} serves {component.chart} {target} ({source})"
 
 
@@ -124,7 +143,10 @@ def backup_job(component: Component, environment: str, backup_id: str) -> dict[s
                         }
                     ],
                     "volumes": [
-                        {"name": "backups", "persistentVolumeClaim": {"claimName": "platform-backups"}}
+                        {
+                            "name": "backups",
+                            "persistentVolumeClaim": {"claimName": "platform-backups"},
+                        }
                     ],
                 }
             },
@@ -132,7 +154,9 @@ def backup_job(component: Component, environment: str, backup_id: str) -> dict[s
     }
 
 
-def run_backup(settings: Settings, environment: str, job: dict[str, Any], timeout: float = 3600) -> str:
+def run_backup(
+    settings: Settings, environment: str, job: dict[str, Any], timeout: float = 3600
+) -> str:
     """Create the Job and wait for it to succeed; raise ToolError when it fails."""
     import time
 
