@@ -60,11 +60,11 @@ with DAG(
     def backup(checks: dict, ts_nodash: str | None = None) -> dict:
         return flow.upgrade_backup(checks, (ts_nodash or "").lower())
 
-    @task(retries=0)  # a half-applied upgrade is rolled back, not retried
+    @task
     def upgrade(checks: dict) -> str:
         return flow.upgrade_release(checks)
 
-    @task(retries=0)
+    @task
     def health_gate(checks: dict) -> dict:
         return flow.upgrade_gate(checks)
 
@@ -72,7 +72,7 @@ with DAG(
     def healthy(gate: dict) -> str:
         return "record" if gate["healthy"] else "rollback"
 
-    @task(retries=0)
+    @task
     def rollback(checks: dict) -> str:
         return flow.upgrade_rollback(checks)
 
