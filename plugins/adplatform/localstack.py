@@ -31,6 +31,9 @@ TOOLS_DIR = REPO_ROOT / ".tools"
 KAFKA_POM = REPO_ROOT / "infra" / "local" / "kafka" / "pom.xml"
 KAFKA_LIBS = TOOLS_DIR / "kafka" / "libs"
 VENV_BIN = Path(sys.executable).parent
+# FAB roles the DAGs' access_control names; created (with no permissions of their own beyond
+# what DAGs grant them) when Airflow starts. Add a role here and it exists on the next start.
+AIRFLOW_ROLES = ("platform-admin",)
 
 
 class StackError(RuntimeError):
@@ -362,6 +365,7 @@ airflow db migrate
 airflow users list | grep -qw admin || airflow users create --username admin \\
   --password "$(cat {self.admin_password_file})" --role Admin \\
   --firstname Platform --lastname Admin --email admin@adplatform.local
+airflow roles create {" ".join(AIRFLOW_ROLES)}
 {components} &
 wait"""
         return ["bash", "-c", script]
