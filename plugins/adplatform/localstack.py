@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from adplatform.airflow_client import AirflowClient
 from adplatform.settings import REPO_ROOT, Settings
 
 TOOLS_DIR = REPO_ROOT / ".tools"
@@ -347,6 +348,10 @@ class AirflowServices(Service):
 
     def environment(self) -> dict[str, str]:
         return super().environment() | airflow_environment(self.settings)
+
+    def client(self) -> AirflowClient:
+        """A REST client logged in as the local admin."""
+        return AirflowClient(self.url, "admin", self.admin_password_file.read_text().strip())
 
     def prepare(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
