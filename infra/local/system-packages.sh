@@ -7,6 +7,7 @@ packages=(
   maven                    # resolves the broker's jars from Maven Central
   chromium                 # headless browser for the UI tests (reports, Airflow, MLflow)
   chromium-driver          # its WebDriver, driven by selenium
+  openssh-server           # the loopback sshd the provisioning tests run Ansible against
 )
 
 missing=()
