@@ -30,7 +30,7 @@ from adplatform.clickhouse.client import settings_client
 from adplatform.clickhouse.migrate import migrate
 from adplatform.lakehouse.io import atomic_write_parquet
 from adplatform.lakehouse.tables import GOLD_HOURLY_PERFORMANCE, REFERENCE_TABLES, reference_path
-from adplatform.settings import Settings
+from adplatform.settings import Settings, load_settings
 
 USD = 1_000_000
 # Far enough back that a 7-day baseline fits, recent enough that the 400-day TTL keeps it.
@@ -226,6 +226,14 @@ def write_market(settings: Settings) -> None:
             bid_requests("pub-2", "US", "desktop", 4000),
         ],
     )
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Local settings under a private data root, its chDB directory included even when the
+    environment names another ClickHouse (the session's ADP_CLICKHOUSE_DSN, for one)."""
+    data_root = tmp_path / "data"
+    return load_settings(data_root=data_root, clickhouse_dsn=f"chdb://{data_root / 'clickhouse'}")
 
 
 @pytest.fixture

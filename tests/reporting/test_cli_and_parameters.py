@@ -73,6 +73,7 @@ def test_every_report_binds_only_known_parameters():
 def cli_env(lake, monkeypatch):
     """The CLI pointed at the hand-checked lake (its own chDB directory)."""
     monkeypatch.setenv("ADP_DATA_ROOT", str(lake.data_root))
+    monkeypatch.setenv("ADP_CLICKHOUSE_DSN", lake.clickhouse_dsn)
     get_settings.cache_clear()
     yield lake
     get_settings.cache_clear()

@@ -21,9 +21,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def dag_env(stack_env, airflow_db, lake, monkeypatch):
-    """Airflow's tasks pointed at this test's lake and chDB directory (settings and the
-    clickhouse_default connection), with the schema migrated as a deploy would."""
+def dag_env(airflow_db, lake, monkeypatch):
+    """Airflow's tasks pointed at this test's lake and chDB directory: its ADP_* settings and
+    the clickhouse_default connection, as stack_env exports the session's, but undone after
+    the test; and the schema migrated, as a deploy would."""
     for name, value in {**lake.environment(), **lake.airflow_connections()}.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()

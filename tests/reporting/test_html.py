@@ -20,7 +20,7 @@ from adplatform.lakehouse.reference import write_reference_tables
 from adplatform.reporting.render import CHARTS, render_report, write_index
 from adplatform.reporting.reports import REPORTS, parse_request, report_window, run_report
 from adplatform.reporting.sample import write_sample_gold
-from adplatform.settings import REPO_ROOT
+from adplatform.settings import REPO_ROOT, load_settings
 
 pytestmark = pytest.mark.slow
 README_SCREENSHOT = REPO_ROOT / "docs" / "images" / "report-top-publishers.png"
@@ -34,9 +34,8 @@ return Array.from(document.images).map(
 @pytest.fixture(scope="module")
 def report_dir(tmp_path_factory):
     """Every report rendered from a published sample: 14 days, the last 7 reported."""
-    from adplatform.settings import load_settings
-
-    settings = load_settings(data_root=tmp_path_factory.mktemp("html") / "data")
+    data_root = tmp_path_factory.mktemp("html") / "data"
+    settings = load_settings(data_root=data_root, clickhouse_dsn=f"chdb://{data_root}/clickhouse")
     catalog = build_catalog(7)
     write_reference_tables(settings, catalog)
     today = date.today()

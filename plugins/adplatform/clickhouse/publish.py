@@ -175,9 +175,10 @@ def days_to_publish(
 def publish_day(client: Client, day: GoldDay) -> DayResult:
     """Replace the day's partition with Gold's rows, verified before and after the swap."""
     started = time.perf_counter()
-    fingerprint = day.fingerprint
+    fingerprint = day.fingerprint  # before reading: a file rewritten meanwhile republishes next run
     rows = read_gold_day(day)
     expected = gold_totals(rows)
+    # Identifiers cannot be bound; this one is built from constants and a date, never from input.
     staging = f"{FACT_TABLE}_staging_{day.event_date:%Y%m%d}"
     client.command(f"DROP TABLE IF EXISTS {staging}")
     client.command(f"CREATE TABLE {staging} AS {FACT_TABLE}")
