@@ -23,7 +23,7 @@ from adplatform.reporting.sample import write_sample_gold
 from adplatform.settings import REPO_ROOT, load_settings
 
 pytestmark = pytest.mark.slow
-README_SCREENSHOT = REPO_ROOT / "docs" / "images" / "report-top-publishers.png"
+README_SCREENSHOT = REPO_ROOT / "tests" / "screenshots" / "report-top-publishers.png"
 IMAGES = """
 return Array.from(document.images).map(
     image => [image.getAttribute("src"), image.complete, image.naturalWidth, image.naturalHeight]
