@@ -6,6 +6,7 @@ planning and rerun equality are covered, faster, in test_planning and test_golde
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +22,9 @@ from adplatform.events.catalog import build_catalog
 from adplatform.events.generator import TrafficConfig, TrafficSimulator
 from adplatform.lakehouse.partitions import data_files
 from adplatform.lakehouse.tables import BRONZE_EVENTS, GOLD_CTR_TRAINING, GOLD_HOURLY_PERFORMANCE
+from adplatform.orchestration import SPARK_POOL
+from adplatform.settings import REPO_ROOT, load_settings
+from adplatform.transform.spark import spark_conf
 from tests.conftest import run_dag
 from tests.transform.bronze import write_bronze
 from tests.transform.run import read_table
@@ -58,6 +62,42 @@ def asset_events(run) -> set[str]:
 
 def ours(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["event_date"] == f"{START:%Y-%m-%d}"].reset_index(drop=True)
+
+
+def test_assets_are_emitted_only_after_their_gate_and_spark_jobs_share_one_pool():
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(REPO_ROOT / "dags" / f"{DAG_ID}.py"), safe_mode=False).dags[DAG_ID]
+    emitting = {t.task_id: {a.name for a in t.outlets} for t in dag.tasks if t.outlets}
+    assert emitting == {
+        "publish_silver": {"silver_ad_events"},
+        "publish_gold": {"gold_hourly_performance", "gold_ctr_training"},
+    }
+    assert "check_silver" in dag.get_task("publish_silver").upstream_task_ids
+    assert "check_gold" in dag.get_task("publish_gold").upstream_task_ids
+    spark_tasks = [t for t in dag.tasks if t.task_type == "SparkSubmitOperator"]
+    assert {t.task_id for t in spark_tasks} == {
+        "bronze_to_silver",
+        "silver_to_gold",
+        "ctr_training_set",
+    }
+    for spark_task in spark_tasks:
+        assert spark_task.pool == SPARK_POOL
+        assert spark_task.conf == spark_conf(load_settings())  # resources in one place
+        assert Path(spark_task.application).is_file()
+
+
+@pytest.mark.parametrize("job", ["bronze_to_silver", "silver_to_gold", "ctr_training_set"])
+def test_each_spark_job_explains_its_arguments(job):
+    script = REPO_ROOT / "spark_jobs" / f"{job}.py"
+    shown = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True)
+    assert shown.returncode == 0 and "--hours" in shown.stdout and "--run-dir" in shown.stdout
+    wrong = subprocess.run(
+        [sys.executable, script, "--hours", "yesterday", "--run-dir", "/tmp/x"],
+        capture_output=True,
+        text=True,
+    )
+    assert wrong.returncode == 2 and "'yesterday' is not an hour" in wrong.stderr
 
 
 def test_a_backfill_rebuilds_the_day_behind_the_gates_and_publishes_it(lake):
