@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(
   openjdk-17-jre-headless  # the Kafka broker and Spark
   maven                    # resolves the broker's jars from Maven Central
+  openssh-server           # the loopback sshd the provisioning tests run Ansible against
 )
 
 missing=()

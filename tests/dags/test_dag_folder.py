@@ -13,7 +13,12 @@ from adplatform.settings import REPO_ROOT
 DAGS_FOLDER = REPO_ROOT / "dags"
 
 # A DAG that silently fails to import would vanish from this set and fail the suite.
-EXPECTED_DAG_IDS: set[str] = {"ctr_model_training"}
+EXPECTED_DAG_IDS: set[str] = {
+    "platform_provision",
+    "platform_upgrade",
+    "platform_drift_check",
+    "ctr_model_training",
+}
 
 
 @pytest.fixture(scope="module")
