@@ -119,7 +119,7 @@ def train(
         holdout = pd.read_parquet(work.holdout)
         history = pd.read_parquet(work.history)
         # Described, not profiled: MLflow's own profiling scans every value (minutes at 10^7).
-        gold = MetaDataset(
+        gold = MetaDataset(  # type: ignore[abstract]  # profile is optional at runtime
             resolve_dataset_source(str(GOLD_CTR_TRAINING.path(settings))),
             name="gold_ctr_training",
             digest=data["fingerprint"][:20],

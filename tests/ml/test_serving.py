@@ -94,7 +94,7 @@ def _write_version(store, version, files, manifest=None):
         store.write(version_key(version, name), data)
     manifest = manifest or manifest_for(version, files)
     store.write(version_key(version, MANIFEST_FILE), json.dumps(manifest).encode())
-    history = read_pointer(store).get("history", []) + [version]
+    history = [*read_pointer(store).get("history", []), version]
     store.write(POINTER, json.dumps({"version": version, "history": history}).encode())
 
 

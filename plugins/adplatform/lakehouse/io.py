@@ -17,7 +17,9 @@ def atomic_write_parquet(table: pa.Table, path: Path, compression: str = "zstd")
     Readers (Spark, chDB, DuckDB) skip names starting with '.' or '_', so the temporary file is
     invisible until the rename, which is atomic within one filesystem.
     """
-    return _write_aside(path, lambda staging: pq.write_table(table, staging, compression=compression))
+    return _write_aside(
+        path, lambda staging: pq.write_table(table, staging, compression=compression)
+    )
 
 
 def atomic_write_bytes(data: bytes, path: Path) -> Path:
