@@ -209,12 +209,14 @@ def gate(settings: Settings, trained: dict[str, str], evaluated: dict[str, Any])
 
 
 def promote(settings: Settings, trained: dict[str, str]) -> str:
-    """Make the challenger the champion."""
+    """Make the challenger the champion (safe to repeat)."""
     client = registry.connect(settings)
     client.set_registered_model_alias(
         registry.MODEL_NAME, registry.CHAMPION, trained["model_version"]
     )
-    client.delete_registered_model_alias(registry.MODEL_NAME, registry.CHALLENGER)
+    challenger = registry.aliased_version(client, registry.CHALLENGER)
+    if challenger is not None and challenger.version == trained["model_version"]:
+        client.delete_registered_model_alias(registry.MODEL_NAME, registry.CHALLENGER)
     return trained["model_version"]
 
 
