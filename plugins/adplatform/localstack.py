@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adplatform.airflow_client import AirflowClient
+from adplatform.clickhouse.client import POOL as CLICKHOUSE_POOL
 from adplatform.settings import REPO_ROOT, Settings
 
 TOOLS_DIR = REPO_ROOT / ".tools"
@@ -371,6 +372,7 @@ airflow users list | grep -qw admin || airflow users create --username admin \\
   --password "$(cat {self.admin_password_file})" --role Admin \\
   --firstname Platform --lastname Admin --email admin@adplatform.local
 airflow roles create {" ".join(AIRFLOW_ROLES)}
+airflow pools set {CLICKHOUSE_POOL} 1 "ClickHouse tasks: chDB allows one process per data directory"
 {components} &
 wait"""
         return ["bash", "-c", script]

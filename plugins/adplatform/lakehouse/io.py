@@ -12,22 +12,23 @@ import pyarrow.parquet as pq
 
 
 def atomic_write_parquet(table: pa.Table, path: Path, compression: str = "zstd") -> Path:
-    """Write ``table`` beside ``path`` under a hidden name, fsync it, then rename into place.
-
-    Readers (Spark, chDB, DuckDB) skip names starting with '.' or '_', so the temporary file is
-    invisible until the rename, which is atomic within one filesystem.
-    """
-    return _write_aside(
+    """Write ``table`` as Parquet to ``path`` atomically (see :func:`atomic_write`)."""
+    return atomic_write(
         path, lambda staging: pq.write_table(table, staging, compression=compression)
     )
 
 
 def atomic_write_bytes(data: bytes, path: Path) -> Path:
-    """Replace ``path`` with ``data`` the same way: whole old file or whole new one."""
-    return _write_aside(path, lambda staging: staging.write_bytes(data))
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
+    return atomic_write(path, lambda staging: staging.write_bytes(data))
 
 
-def _write_aside(path: Path, write: Callable[[Path], object]) -> Path:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
+    """Let ``write`` fill a hidden file beside ``path``, fsync it, then rename it into place.
+
+    Readers (Spark, chDB, DuckDB) skip names starting with '.' or '_', so the temporary file is
+    invisible until the rename, which is atomic within one filesystem.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
