@@ -340,6 +340,7 @@ def model_rollback(to_version: str | None) -> None:
     console.print(f"mlflow: ctr_model@champion is version {result.current}")
 
 
+@cli.group()
 def clickhouse() -> None:
     """Migrate, publish to and inspect ClickHouse (at ADP_CLICKHOUSE_DSN)."""
 
