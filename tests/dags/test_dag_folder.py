@@ -16,6 +16,7 @@ DAGS_FOLDER = REPO_ROOT / "dags"
 EXPECTED_DAG_IDS: set[str] = {
     "ad_reports_daily",
     "clickhouse_publish",
+    "ctr_model_training",
     "platform_drift_check",
     "platform_provision",
     "platform_upgrade",
