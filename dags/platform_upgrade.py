@@ -19,6 +19,9 @@ version exists in its chart repository, the step is allowed by the component's u
 health gate → on failure, automatic `helm rollback` to the revision before the upgrade → a
 record in `<data root>/provisioning/<environment>/upgrades.jsonl`. A rolled-back upgrade ends
 the run as failed (and alerts). After a successful upgrade, pin the new version in the manifest.
+`dry_run` (default on) changes nothing: the gate takes one look at the release as it runs now
+(an environment without a kubeconfig has no cluster: the record says `checked: false`), and a
+failed look renders the rollback it would run.
 
 **Owner:** platform-engineering. Only the `platform-admin` role may trigger it.
 
