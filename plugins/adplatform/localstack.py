@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adplatform.airflow_client import AirflowClient
+from adplatform.clickhouse.client import POOL as CLICKHOUSE_POOL
 from adplatform.orchestration import Role
 from adplatform.settings import REPO_ROOT, Settings
 
@@ -372,6 +373,7 @@ class AirflowServices(Service):
         script = f"""set -e
 airflow db migrate
 {shlex.quote(sys.executable)} -c {shlex.quote(access)}
+airflow pools set {CLICKHOUSE_POOL} 1 "ClickHouse tasks: chDB allows one process per data directory"
 {components} &
 wait"""
         return ["bash", "-c", script]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -11,7 +12,19 @@ import pyarrow.parquet as pq
 
 
 def atomic_write_parquet(table: pa.Table, path: Path, compression: str = "zstd") -> Path:
-    """Write ``table`` beside ``path`` under a hidden name, fsync it, then rename into place.
+    """Write ``table`` as Parquet to ``path`` atomically (see :func:`atomic_write`)."""
+    return atomic_write(
+        path, lambda staging: pq.write_table(table, staging, compression=compression)
+    )
+
+
+def atomic_write_bytes(data: bytes, path: Path) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
+    return atomic_write(path, lambda staging: staging.write_bytes(data))
+
+
+def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
+    """Let ``write`` fill a hidden file beside ``path``, fsync it, then rename it into place.
 
     Readers (Spark, chDB, DuckDB) skip names starting with '.' or '_', so the temporary file is
     invisible until the rename, which is atomic within one filesystem.
@@ -19,7 +32,7 @@ def atomic_write_parquet(table: pa.Table, path: Path, compression: str = "zstd")
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        pq.write_table(table, staging, compression=compression)
+        write(staging)
         with staging.open("rb") as written:
             os.fsync(written.fileno())
         os.replace(staging, path)
