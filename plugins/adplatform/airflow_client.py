@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -92,11 +93,19 @@ class AirflowClient:
 
     # -- runs ------------------------------------------------------------------------------
 
-    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
-        run = self.request(
-            "POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}}
-        )
+    def trigger(
+        self, dag_id: str, conf: dict[str, Any] | None = None, *, run_after: datetime | None = None
+    ) -> str:
+        """Create a manual run (with ``conf`` as its params); it starts no earlier than
+        ``run_after`` (default: now)."""
+        body: dict[str, Any] = {"logical_date": None, "conf": conf or {}}
+        if run_after is not None:
+            body["run_after"] = run_after.isoformat()
+        run = self.request("POST", f"/dags/{dag_id}/dagRuns", json=body)
         return str(run["dag_run_id"])
+
+    def delete_run(self, dag_id: str, run_id: str) -> None:
+        self.request("DELETE", f"/dags/{dag_id}/dagRuns/{run_id}")
 
     def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         return dict(self.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -216,11 +217,18 @@ def test_a_failing_health_gate_rolls_back_and_fails_the_run(
 # --- access -------------------------------------------------------------------------------------
 
 
-def test_the_analyst_cannot_trigger_provisioning(analyst, platform_admin):
+def test_the_analyst_may_trigger_reports_but_not_provisioning(admin, analyst):
     for dag_id, params in ((PROVISION, {}), (UPGRADE, {"target_version": "0.3.7"})):
         with pytest.raises(AirflowApiError) as refused:
             analyst.trigger(dag_id, params)
         assert refused.value.status_code == 403
+
+    dags = admin.request("GET", "/dags", params={"limit": 1000, "tags": "reporting"})["dags"]
+    assert dags, "no DAG is tagged reporting"
+    # A real run, due far in the future so the scheduler leaves it alone, then removed.
+    run_id = analyst.trigger(dags[0]["dag_id"], run_after=datetime(2999, 1, 1, tzinfo=UTC))
+    assert analyst.run(dags[0]["dag_id"], run_id)["state"] == "queued"
+    admin.delete_run(dags[0]["dag_id"], run_id)
 
 
 def test_each_role_sees_exactly_the_dags_its_tags_grant(admin, analyst, platform_admin):
