@@ -368,8 +368,10 @@ class AirflowServices(Service):
             f"airflow {c} >> {logs}/airflow-{c}.log 2>&1"
             for c in ("api-server", "scheduler", "dag-processor", "triggerer")
         )
-        access = f"from adplatform.localstack import create_airflow_access as create; create({str(self.home)!r})"
-        # Roles exist before the dag-processor syncs the DAGs' access_control, which names them.
+        # The roles must exist before the dag-processor syncs the DAGs' access_control.
+        access = "from adplatform.localstack import create_airflow_access as create; " + (
+            f"create({str(self.home)!r})"
+        )
         script = f"""set -e
 airflow db migrate
 {shlex.quote(sys.executable)} -c {shlex.quote(access)}

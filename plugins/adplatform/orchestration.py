@@ -100,7 +100,10 @@ def dag_defaults(
     return {
         "default_args": default_args(owner, retries=retries, execution_timeout=execution_timeout),
         "tags": sorted({owner.value, *(t.value for t in tags)}),
-        "access_control": {role.value: _SEE_AND_TRIGGER for role in roles},
+        "access_control": {
+            role.value: {resource: set(actions) for resource, actions in _SEE_AND_TRIGGER.items()}
+            for role in roles
+        },
         "on_failure_callback": alert_on_failure,
         "catchup": False,
     }

@@ -191,6 +191,7 @@ def upgrade_preflight(
     settings, manifest = get_settings(), load_manifest()
     manifest.environment(environment)
     checks = preflight(settings, manifest, environment, component, target)
+    # A dry run looks at the cluster once, in the health gate; the revision stays unread.
     current = None if dry_run else deployed(settings, environment, manifest.component(component))
     return checks | {
         "environment": environment,
