@@ -32,7 +32,6 @@ with DAG(
     schedule=timedelta(hours=6),
     max_active_runs=1,
     doc_md=DOC,
-    access_control=flow.ACCESS_CONTROL,
     **dag_defaults(Owner.PLATFORM, Tag.PROVISIONING, execution_timeout=timedelta(minutes=30)),
 ) as dag:
 

@@ -38,7 +38,6 @@ with DAG(
     schedule=None,
     max_active_runs=1,
     doc_md=DOC,
-    access_control=flow.ACCESS_CONTROL,
     params={
         "environment": Param(
             "local", enum=list(MANIFEST.environments), description="Where to provision."
@@ -114,6 +113,7 @@ with DAG(
         body="```\n{{ ti.xcom_pull(task_ids='plan')['text'] }}\n```",
         response_timeout=timedelta(hours=24),  # no default: an unanswered request fails
         fail_on_reject=True,
+        retries=0,  # a retry would ask again: a rejection or a timeout must end the run
     )
     nodes = apply(request, planned)
     steps = [

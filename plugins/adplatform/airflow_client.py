@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -15,7 +16,11 @@ TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 
 
 class AirflowApiError(RuntimeError):
-    pass
+    """The API refused a request (``status_code``: the HTTP status), or a wait ran out."""
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
 
 
 class AirflowClient:
@@ -51,7 +56,8 @@ class AirflowClient:
             break
         if response.status_code >= 400:
             raise AirflowApiError(
-                f"{method} {path} → {response.status_code}: {response.text[:2000]}"
+                f"{method} {path} → {response.status_code}: {response.text[:2000]}",
+                response.status_code,
             )
         return response.json() if response.content else None
 
@@ -87,11 +93,19 @@ class AirflowClient:
 
     # -- runs ------------------------------------------------------------------------------
 
-    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
-        run = self.request(
-            "POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}}
-        )
+    def trigger(
+        self, dag_id: str, conf: dict[str, Any] | None = None, *, run_after: datetime | None = None
+    ) -> str:
+        """Create a manual run (with ``conf`` as its params); it starts no earlier than
+        ``run_after`` (default: now)."""
+        body: dict[str, Any] = {"logical_date": None, "conf": conf or {}}
+        if run_after is not None:
+            body["run_after"] = run_after.isoformat()
+        run = self.request("POST", f"/dags/{dag_id}/dagRuns", json=body)
         return str(run["dag_run_id"])
+
+    def delete_run(self, dag_id: str, run_id: str) -> None:
+        self.request("DELETE", f"/dags/{dag_id}/dagRuns/{run_id}")
 
     def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         return dict(self.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}"))
@@ -109,6 +123,11 @@ class AirflowClient:
         instances = self.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
         return {ti["task_id"]: ti["state"] for ti in instances["task_instances"]}
 
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+        """A task's XCom (by default its return value), as JSON."""
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
+        return self.request("GET", path)["value"]
+
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600) -> dict[str, Any]:
         """Poll a run until it succeeds or fails; returns the final run."""
         deadline = time.monotonic() + timeout
@@ -122,6 +141,56 @@ class AirflowClient:
                     f"tasks: {self.task_states(dag_id, run_id)}"
                 )
             time.sleep(2)
+
+    # -- human-in-the-loop (approvals) -----------------------------------------------------
+
+    def _hitl_path(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
+        return f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/hitlDetails"
+
+    def wait_for_input(
+        self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, timeout: float = 600
+    ) -> dict[str, Any]:
+        """Wait until a human-in-the-loop task asks for input; returns its request (subject,
+        body, options). Raises if the task finishes without asking."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.task_states(dag_id, run_id).get(task_id)
+            if state == "awaiting_input":
+                return dict(
+                    self.request("GET", self._hitl_path(dag_id, run_id, task_id, map_index))
+                )
+            if state in {"success", "failed", "skipped", "upstream_failed", "removed"}:
+                raise AirflowApiError(f"{dag_id}.{task_id} ended {state} without asking for input")
+            if time.monotonic() > deadline:
+                raise AirflowApiError(
+                    f"{dag_id}.{task_id} in run {run_id} not awaiting input after "
+                    f"{timeout:.0f}s (state {state}); tasks: {self.task_states(dag_id, run_id)}"
+                )
+            time.sleep(2)
+
+    def respond(
+        self, dag_id: str, run_id: str, task_id: str, *options: str, map_index: int = -1
+    ) -> dict[str, Any]:
+        """Answer a human-in-the-loop task, e.g. ``respond(dag, run, "approve", "Approve")``."""
+        return dict(
+            self.request(
+                "PATCH",
+                self._hitl_path(dag_id, run_id, task_id, map_index),
+                json={"chosen_options": list(options)},
+            )
+        )
+
+    # -- connections -----------------------------------------------------------------------
+
+    def set_connection(self, conn_id: str, conn_type: str, **fields: Any) -> None:
+        """Create the connection, or replace its fields when it exists (idempotent)."""
+        body = {"connection_id": conn_id, "conn_type": conn_type, **fields}
+        try:
+            self.request("POST", "/connections", json=body)
+        except AirflowApiError as error:
+            if error.status_code != 409:
+                raise
+            self.request("PATCH", f"/connections/{conn_id}", json=body)
 
     def close(self) -> None:
         self._http.close()

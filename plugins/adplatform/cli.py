@@ -29,6 +29,7 @@ class _Cli(click.Group):
         from adplatform.events.producer import DeliveryFailed
         from adplatform.localstack import StackError
         from adplatform.reporting.reports import ReportError
+        from ml.errors import CtrModelError
 
         try:
             return super().invoke(ctx)
@@ -37,6 +38,7 @@ class _Cli(click.Group):
             StackError,
             BrokerUnreachable,
             DeliveryFailed,
+            CtrModelError,
             ClickHouseError,
             ReportError,
         ) as error:
@@ -234,6 +236,108 @@ def demo(requests_: int, seed: int) -> None:
     config = TrafficConfig(seed=seed, start=yesterday_utc(), requests=requests_)
     summary = produce_traffic(settings, config)
     console.print(f"produced {summary.messages:,} messages ({summary.valid:,} valid events)")
+
+
+@cli.group()
+def model() -> None:
+    """Train, inspect and roll back the CTR model (MLflow `ctr_model`, the serving artifact)."""
+
+
+@model.command("train")
+@click.option(
+    "--end-date", type=click.DateTime(["%Y-%m-%d"]), help="Last Gold partition [default: newest]."
+)
+@click.option(
+    "--lookback-days",
+    type=click.IntRange(min=1),
+    help="Partitions to read [default: ADP_CTR_LOOKBACK_DAYS].",
+)
+def model_train(end_date: datetime | None, lookback_days: int | None) -> None:
+    """Run the ctr_model_training steps here: features, train, evaluate, gate, promote, push.
+
+    Exits 0 when the challenger was promoted and pushed, 3 when the gate rejected it."""
+    import uuid
+
+    from ml import pipeline
+
+    settings = get_settings()
+    work = pipeline.Workspace.for_run(settings, f"cli-{uuid.uuid4().hex[:8]}")
+    with console.status("training the CTR model (features, LightGBM, baseline, MLflow)..."):
+        summary = pipeline.run_all(
+            settings, work, end_date.date() if end_date else None, lookback_days
+        )
+    table = Table("model", "AUC", "log loss", "norm. entropy", "calibration", title="holdout")
+    for name, metrics in summary["metrics"].items():
+        table.add_row(
+            name,
+            f"{metrics['auc']:.4f}",
+            f"{metrics['logloss']:.5f}",
+            f"{metrics['normalized_entropy']:.4f}",
+            f"{metrics['calibration']:.3f}",
+        )
+    console.print(table)
+    console.print(
+        f"ctr_model version {summary['model_version']} (run {summary['run_id']}): "
+        f"{'promoted' if summary['promote'] else 'rejected'}: {summary['reason']}"
+    )
+    if "pushed" in summary:
+        console.print(f"pushed version {summary['pushed']['version']} to the serving tier")
+    sys.exit(0 if summary["promote"] else 3)
+
+
+@model.command("status")
+def model_status() -> None:
+    """Show the served version, its history, and the champion/challenger in MLflow."""
+    from mlflow.exceptions import MlflowException
+
+    from ml import registry, serving
+
+    settings = get_settings()
+    store = serving.serving_store(settings)
+    served = serving.status(store)
+    if not served:
+        console.print(f"serving: nothing published in {store.describe()}")
+    else:
+        manifest = served["manifest"]
+        metrics = manifest.get("holdout_metrics", {})
+        console.print(
+            f"serving: version {manifest['version']} (published {manifest['published_at']}, "
+            f"checksum {manifest['checksum'][:12]}, holdout AUC {metrics.get('auc', float('nan')):.4f}) "
+            f"from {store.describe()}; history {', '.join(served['pointer']['history'])}"
+        )
+    try:
+        client = registry.connect(settings)
+        for alias in (registry.CHAMPION, registry.CHALLENGER):
+            summary = registry.version_summary(client, alias)
+            console.print(
+                f"mlflow {alias}: "
+                + (
+                    f"version {summary['version']} (run {summary['run_id']}, gate {summary['gate']})"
+                    if summary
+                    else "none"
+                )
+            )
+    except (MlflowException, OSError) as error:
+        console.print(f"[red]mlflow unreachable at {settings.mlflow_tracking_uri}:[/] {error}")
+        sys.exit(1)
+
+
+@model.command("rollback")
+@click.option("--to", "to_version", help="A version served before [default: the previous one].")
+def model_rollback(to_version: str | None) -> None:
+    """Serve the previous version again and make it the MLflow champion. Safe to repeat with --to."""
+    from ml import registry, serving
+
+    settings = get_settings()
+    result = serving.rollback(serving.serving_store(settings), to_version)
+    console.print(f"serving: version {result.current} (was {result.previous})")
+    client = registry.connect(settings)
+    client.set_registered_model_alias(registry.MODEL_NAME, registry.CHAMPION, result.current)
+    if result.previous != result.current:
+        client.set_model_version_tag(
+            registry.MODEL_NAME, result.previous, "serving.rolled_back", "true"
+        )
+    console.print(f"mlflow: ctr_model@champion is version {result.current}")
 
 
 @cli.group()

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -27,16 +28,17 @@ from pathlib import Path
 
 from adplatform.airflow_client import AirflowClient
 from adplatform.clickhouse.client import POOL as CLICKHOUSE_POOL
-from adplatform.orchestration import SPARK_POOL, SPARK_POOL_SLOTS
+from adplatform.orchestration import SPARK_POOL, SPARK_POOL_SLOTS, Role
 from adplatform.settings import REPO_ROOT, Settings
 
 TOOLS_DIR = REPO_ROOT / ".tools"
 KAFKA_POM = REPO_ROOT / "infra" / "local" / "kafka" / "pom.xml"
 KAFKA_LIBS = TOOLS_DIR / "kafka" / "libs"
 VENV_BIN = Path(sys.executable).parent
-# FAB roles the DAGs' access_control names; created (with no permissions of their own beyond
-# what DAGs grant them) when Airflow starts. Add a role here and it exists on the next start.
-AIRFLOW_ROLES = ("platform-admin",)
+# FAB roles that the DAGs' access_control names (by tag, adplatform.orchestration.ROLES_BY_TAG),
+# and one local user per role besides admin; see create_airflow_access.
+AIRFLOW_ROLES = tuple(role.value for role in Role)
+AIRFLOW_USERS = {"admin": "Admin", **{role: role for role in AIRFLOW_ROLES}}
 
 
 class StackError(RuntimeError):
@@ -337,29 +339,28 @@ class AirflowServices(Service):
 
     Not `airflow standalone`, which forces the simple auth manager: the platform needs FAB's
     roles and per-DAG access control. The four components share one process group, each with
-    its own log; the admin password is generated on first start and kept under the data root.
+    its own log. Each local user's password is generated on first start and kept under the data
+    root, in ``<data root>/airflow/<user>-password``.
     """
 
     def __init__(self, settings: Settings) -> None:
         super().__init__("airflow", settings, settings.airflow_port, start_timeout=240)
         self.home = settings.data_root / "airflow"
 
-    @property
-    def admin_password_file(self) -> Path:
-        return self.home / "admin-password"
-
     def environment(self) -> dict[str, str]:
         return super().environment() | airflow_environment(self.settings)
 
-    def client(self) -> AirflowClient:
-        """A REST client logged in as the local admin."""
-        return AirflowClient(self.url, "admin", self.admin_password_file.read_text().strip())
+    def client(self, user: str = "admin") -> AirflowClient:
+        """A REST client logged in as one of the local users (AIRFLOW_USERS)."""
+        return AirflowClient(self.url, user, password_file(self.home, user).read_text().strip())
 
     def prepare(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        if not self.admin_password_file.exists():
-            self.admin_password_file.write_text(secrets.token_urlsafe(12))
-            self.admin_password_file.chmod(0o600)
+        for user in AIRFLOW_USERS:
+            path = password_file(self.home, user)
+            if not path.exists():
+                path.write_text(secrets.token_urlsafe(12))
+                path.chmod(0o600)
 
     def command(self) -> list[str]:
         logs = self.settings.logs_dir
@@ -367,12 +368,13 @@ class AirflowServices(Service):
             f"airflow {c} >> {logs}/airflow-{c}.log 2>&1"
             for c in ("api-server", "scheduler", "dag-processor", "triggerer")
         )
+        # The roles must exist before the dag-processor syncs the DAGs' access_control.
+        access = "from adplatform.localstack import create_airflow_access as create; " + (
+            f"create({str(self.home)!r})"
+        )
         script = f"""set -e
 airflow db migrate
-airflow users list | grep -qw admin || airflow users create --username admin \\
-  --password "$(cat {self.admin_password_file})" --role Admin \\
-  --firstname Platform --lastname Admin --email admin@adplatform.local
-airflow roles create {" ".join(AIRFLOW_ROLES)}
+{shlex.quote(sys.executable)} -c {shlex.quote(access)}
 airflow pools set {CLICKHOUSE_POOL} 1 "ClickHouse tasks: chDB allows one process per data directory"
 airflow pools set {SPARK_POOL} {SPARK_POOL_SLOTS} "Spark jobs; they share the local cores"
 {components} &
@@ -389,6 +391,44 @@ wait"""
             return False
         parts = [part for part in health.values() if isinstance(part, dict)]
         return len(parts) >= 4 and all(part.get("status") == "healthy" for part in parts)
+
+
+def password_file(airflow_home: Path, user: str) -> Path:
+    """Where a local Airflow user's generated password is kept."""
+    return airflow_home / f"{user}-password"
+
+
+def create_airflow_access(home: str) -> None:
+    """Create the FAB roles and the local users (idempotent); run inside the Airflow environment.
+
+    Each role gets FAB's Viewer and User permissions except their global grants on DAGs: what
+    working with a DAG needs (runs, task instances, logs, XComs, approvals), but only on the DAGs
+    whose access_control opens them to the role. Permissions are added, never removed, so a
+    grant made in the UI survives a restart.
+    """
+    from airflow.providers.fab.auth_manager.cli_commands.utils import get_application_builder
+    from airflow.providers.fab.auth_manager.security_manager.override import (
+        FabAirflowSecurityManagerOverride as Fab,
+    )
+
+    dag_work = [
+        (action, resource)
+        for action, resource in Fab.VIEWER_PERMISSIONS + Fab.USER_PERMISSIONS
+        if resource != "DAGs" or action == "can_access_menu"
+    ]
+    with get_application_builder() as appbuilder:
+        security = appbuilder.sm
+        security.bulk_sync_roles({"role": role, "perms": dag_work} for role in AIRFLOW_ROLES)
+        for user, role in AIRFLOW_USERS.items():
+            if security.find_user(username=user) is None:
+                security.add_user(
+                    username=user,
+                    first_name=user,
+                    last_name="(local)",
+                    email=f"{user}@adplatform.local",
+                    role=security.find_role(role),
+                    password=password_file(Path(home), user).read_text().strip(),
+                )
 
 
 def airflow_environment(settings: Settings) -> dict[str, str]:

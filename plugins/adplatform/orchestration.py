@@ -38,6 +38,24 @@ class Tag(StrEnum):
     PROVISIONING = "provisioning"
 
 
+class Role(StrEnum):
+    """FAB roles beside Admin (the local stack creates them; see adplatform.localstack)."""
+
+    PLATFORM_ADMIN = "platform-admin"
+    ANALYST = "analyst"
+
+
+# Who may see and trigger a DAG besides Admin, by the DAG's tags: a new reporting or lakehouse DAG
+# is open to analysts, and provisioning stays with platform admins, without naming a DAG. The
+# dag-processor syncs this into FAB's per-DAG permissions each time it writes the DAG.
+ROLES_BY_TAG = {
+    Tag.PROVISIONING: Role.PLATFORM_ADMIN,
+    Tag.REPORTING: Role.ANALYST,
+    Tag.LAKEHOUSE: Role.ANALYST,
+}
+_SEE_AND_TRIGGER = {"DAGs": {"can_read", "can_edit"}, "DAG Runs": {"can_read", "can_create"}}
+
+
 def alert_on_failure(context: dict[str, Any]) -> None:
     """Log the failure and, when ADP_ALERT_WEBHOOK_URL is set, post it there."""
     from adplatform.settings import get_settings
@@ -83,9 +101,14 @@ def dag_defaults(
     owner: Owner, *tags: Tag, retries: int = 2, execution_timeout: timedelta = timedelta(hours=1)
 ) -> dict[str, Any]:
     """Keyword arguments every adplatform DAG passes to ``DAG(...)``."""
+    roles = sorted({ROLES_BY_TAG[tag] for tag in tags if tag in ROLES_BY_TAG})
     return {
         "default_args": default_args(owner, retries=retries, execution_timeout=execution_timeout),
         "tags": sorted({owner.value, *(t.value for t in tags)}),
+        "access_control": {
+            role.value: {resource: set(actions) for resource, actions in _SEE_AND_TRIGGER.items()}
+            for role in roles
+        },
         "on_failure_callback": alert_on_failure,
         "catchup": False,
     }

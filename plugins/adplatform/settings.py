@@ -57,6 +57,15 @@ class Settings(BaseSettings):
     mlflow_port: int = Field(5000, ge=1, le=65535)
     mlflow_tracking_uri: str = Field("", description="default http://127.0.0.1:<mlflow_port>")
 
+    # CTR model (ml/): the training window and the promotion gate.
+    ctr_lookback_days: int = Field(14, ge=1, description="Gold partitions one training run reads")
+    ctr_min_improvement: float = Field(
+        0.001, ge=0, lt=1, description="relative holdout log-loss gain needed over the champion"
+    )
+    ctr_max_calibration_deviation: float = Field(
+        0.1, gt=0, description="allowed |predicted / observed holdout clicks - 1|"
+    )
+
     # Airflow API server (UI + REST).
     airflow_port: int = Field(8080, ge=1, le=65535)
 

@@ -17,6 +17,7 @@ EXPECTED_DAG_IDS: set[str] = {
     "ad_lakehouse_transform",
     "ad_reports_daily",
     "clickhouse_publish",
+    "ctr_model_training",
     "platform_drift_check",
     "platform_provision",
     "platform_upgrade",

@@ -1,18 +1,25 @@
-"""Fixtures of the provisioning tests: a real sshd on loopback with generated keys, and the
-repository's manifest copied into a scratch tree that a test may break on purpose."""
+"""Fixtures of the provisioning tests: a real sshd on loopback with generated keys, a real Helm
+chart repository on loopback, and the repository's manifest copied into a scratch tree that a
+test may break on purpose."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from adplatform.settings import REPO_ROOT
+from adplatform.provisioning.commands import Command
+from adplatform.provisioning.manifest import load_manifest
+from adplatform.provisioning.releases import helm_env
+from adplatform.provisioning.upgrade import parse_version, repository_name
+from adplatform.settings import REPO_ROOT, Settings
 from tests.conftest import free_port
 
 
@@ -74,3 +81,64 @@ def scratch_repo(tmp_path: Path) -> Path:
     shutil.copy(REPO_ROOT / "infra" / "platform.yaml", tmp_path / "infra" / "platform.yaml")
     shutil.copytree(REPO_ROOT / "helm_values", tmp_path / "helm_values")
     return tmp_path
+
+
+@dataclass(frozen=True)
+class ChartRepository:
+    component: str
+    pinned: str  # the manifest's version
+    newer: str  # the next patch release, which the repository also serves
+    url: str
+
+
+@pytest.fixture(scope="session")
+def chart_repository(
+    stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ChartRepository]:
+    """A Helm chart repository on loopback (helm package + helm repo index, served over HTTP)
+    with the ClickHouse chart at its pinned version and the next patch, registered under the name
+    the upgrade pre-flight looks helm.altinity.com up by, in the Helm configuration of the
+    session's stack. helm.altinity.com itself is not reachable from CI; everything the pre-flight
+    does against this one (helm repo update, helm search) is real."""
+    component = load_manifest(with_values=False).component("clickhouse")
+    major, minor, patch = parse_version(component.version, "clickhouse")
+    newer = f"{major}.{minor}.{patch + 1}"
+    home = tmp_path_factory.mktemp("charts")
+    Command(("helm", "create", str(home / component.chart))).run()
+    for version in (component.version, newer):
+        Command(
+            (
+                "helm",
+                "package",
+                str(home / component.chart),
+                "--version",
+                version,
+                "-d",
+                str(home / "repo"),
+            )
+        ).run()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    Command(("helm", "repo", "index", str(home / "repo"), "--url", url)).run()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=home / "repo",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/index.yaml", timeout=2).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the chart repository did not start on {url}") from None
+                time.sleep(0.2)
+        env = helm_env(stack_settings, "local")  # the repository configuration is shared
+        Command(("helm", "repo", "add", repository_name(component), url), env=env).run()
+        yield ChartRepository("clickhouse", component.version, newer, url)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

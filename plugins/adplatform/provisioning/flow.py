@@ -10,15 +10,6 @@ from typing import Any
 from adplatform.provisioning.manifest import ManifestError, load_manifest
 from adplatform.settings import get_settings
 
-# Who may trigger (and see) the platform DAGs: the FAB role the local stack creates.
-PLATFORM_ADMIN_ROLE = "platform-admin"
-ACCESS_CONTROL = {
-    PLATFORM_ADMIN_ROLE: {
-        "DAGs": {"can_read", "can_edit"},
-        "DAG Runs": {"can_create", "can_read", "can_edit"},
-    }
-}
-
 
 def validate_request(
     environment: str, cloud: str, components: list[str], dry_run: bool
@@ -200,6 +191,7 @@ def upgrade_preflight(
     settings, manifest = get_settings(), load_manifest()
     manifest.environment(environment)
     checks = preflight(settings, manifest, environment, component, target)
+    # A dry run looks at the cluster once, in the health gate; the revision stays unread.
     current = None if dry_run else deployed(settings, environment, manifest.component(component))
     return checks | {
         "environment": environment,
@@ -234,16 +226,30 @@ def upgrade_release(checks: dict[str, Any]) -> str:
 
 
 def upgrade_gate(checks: dict[str, Any]) -> dict[str, Any]:
-    """The health gate after the upgrade; it looks at the live release, in a dry run too."""
+    """The health gate after the upgrade: wait (up to the component's timeout) for the release to
+    be healthy. A dry run upgraded nothing, so it takes one look at the release as it runs now: an
+    unhealthy release or a cluster that does not answer fails it, as it would fail a real upgrade.
+    An environment without a kubeconfig was never provisioned: there is no cluster to look at, and
+    the report says so (``checked: false``) instead of claiming health."""
     from adplatform.provisioning.releases import health_gate
 
+    settings, environment = get_settings(), checks["environment"]
+    kubeconfig = settings.provisioning_dir / environment / "kubeconfig"
+    if checks["dry_run"] and not kubeconfig.exists():
+        return {
+            "component": checks["component"],
+            "healthy": True,
+            "checked": False,
+            "details": [f"dry run: {environment} has no cluster yet (no {kubeconfig})"],
+        }
     [report] = health_gate(
-        get_settings(),
+        settings,
         load_manifest(with_values=False),
-        checks["environment"],
+        environment,
         [checks["component"]],
+        timeout=0 if checks["dry_run"] else None,
     )
-    return report
+    return report | {"checked": True}
 
 
 def upgrade_rollback(checks: dict[str, Any]) -> str:
@@ -264,9 +270,11 @@ def upgrade_record(
 ) -> dict[str, Any]:
     from adplatform.provisioning.upgrade import record
 
-    outcome = (
-        "rolled back" if rolled_back else ("upgraded" if gate and gate["healthy"] else "failed")
-    )
+    healthy = bool(gate and gate["healthy"])
+    if checks["dry_run"]:
+        outcome = "dry run: gate passed" if healthy else "dry run: would roll back"
+    else:
+        outcome = "upgraded" if healthy else ("rolled back" if rolled_back else "failed")
     return record(
         get_settings(),
         checks["environment"],

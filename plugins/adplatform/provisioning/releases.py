@@ -17,6 +17,9 @@ from adplatform.settings import Settings
 WORKLOAD_KINDS = ("deployments", "statefulsets", "daemonsets")
 # Pods in these states will not heal by waiting: the gate fails at once.
 _BROKEN = {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError"}
+# What a dry-run rollback shows when the revision before the upgrade was not read (dry runs do not
+# read the cluster before the health gate).
+UNKNOWN_REVISION = "<revision before the upgrade>"
 
 
 def helm_env(settings: Settings, environment: str) -> dict[str, str]:
@@ -90,18 +93,32 @@ class Health:
     component: str
     healthy: bool
     details: list[str] = field(default_factory=list)
+    broken: bool = False  # a state that waiting will not heal: the gate fails at once
 
 
 def check_health(settings: Settings, environment: str, component: Component) -> Health:
-    """One look: every workload matching the selector fully ready, and no pod broken."""
+    """One look: every workload matching the selector fully ready, and no pod broken. A
+    Kubernetes API that does not answer is unhealthy (worth another look while the gate waits)."""
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
 
-    client = KubernetesHook(conn_id=f"kubernetes_{environment}").api_client
     selector, namespace = component.health.selector, component.namespace
-    details, workloads = [], 0
-    for kind in WORKLOAD_KINDS:
-        for item in _list(client, f"/apis/apps/v1/namespaces/{namespace}/{kind}", selector):
-            workloads += 1
+    try:
+        client = KubernetesHook(conn_id=f"kubernetes_{environment}").api_client
+        workloads = {
+            kind: _list(client, f"/apis/apps/v1/namespaces/{namespace}/{kind}", selector)
+            for kind in WORKLOAD_KINDS
+        }
+        pods = _list(client, f"/api/v1/namespaces/{namespace}/pods", selector)
+    except (HTTPError, ApiException) as error:
+        cause = getattr(error, "reason", None) or error
+        return Health(
+            component.name, False, [f"the Kubernetes API of {environment} did not answer: {cause}"]
+        )
+    details, broken = [], False
+    for kind, items in workloads.items():
+        for item in items:
             name, status = item["metadata"]["name"], item.get("status") or {}
             if kind == "daemonsets":
                 want, ready = status.get("desiredNumberScheduled", 0), status.get("numberReady", 0)
@@ -110,14 +127,15 @@ def check_health(settings: Settings, environment: str, component: Component) -> 
                 ready = status.get("readyReplicas", 0)
             if ready < want:
                 details.append(f"{kind[:-1]} {namespace}/{name}: {ready}/{want} ready")
-    for pod in _list(client, f"/api/v1/namespaces/{namespace}/pods", selector):
+    for pod in pods:
         for container in (pod.get("status") or {}).get("containerStatuses") or []:
             reason = ((container.get("state") or {}).get("waiting") or {}).get("reason")
             if reason in _BROKEN:
                 details.append(f"pod {namespace}/{pod['metadata']['name']}: {reason}")
-    if workloads < component.health.min_workloads:
+                broken = True
+    if sum(map(len, workloads.values())) < component.health.min_workloads:
         details.append(f"no workload matches {selector} in namespace {namespace}")
-    return Health(component.name, not details, details)
+    return Health(component.name, not details, details, broken)
 
 
 def _list(client: Any, path: str, selector: str) -> list[dict[str, Any]]:
@@ -140,15 +158,16 @@ def health_gate(
     *,
     timeout: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Wait until every component is healthy; fail at once on a broken pod, or at the timeout."""
+    """Wait until every component is healthy; fail at once on a broken pod, or at the timeout
+    (the component's own unless given; 0 takes a single look)."""
     reports = []
     for name in names:
         component = manifest.component(name)
-        deadline = time.monotonic() + (timeout or component.health.timeout_seconds)
+        wait = component.health.timeout_seconds if timeout is None else timeout
+        deadline = time.monotonic() + wait
         while True:
             health = check_health(settings, environment, component)
-            broken = any("pod " in d for d in health.details)
-            if health.healthy or broken or time.monotonic() > deadline:
+            if health.healthy or health.broken or time.monotonic() >= deadline:
                 break
             time.sleep(5)
         reports.append(asdict(health))
@@ -163,7 +182,7 @@ def rollback(
     *,
     dry_run: bool,
 ) -> str:
-    command = commands.helm_rollback(component, revision if revision is not None else "PREVIOUS")
+    command = commands.helm_rollback(component, UNKNOWN_REVISION if revision is None else revision)
     if not dry_run:
         if revision is None:
             raise ToolError(f"{component.name}: no previous revision recorded; roll back by hand")

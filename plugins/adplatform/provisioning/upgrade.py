@@ -50,16 +50,19 @@ def check_upgrade_path(component: Component, target: str) -> str:
 def check_version_exists(
     settings: Settings, environment: str, component: Component, target: str
 ) -> str:
-    """The chart repository serves the target version (refreshing helm's index when reachable;
-    an unreachable repository falls back to the index of the last refresh)."""
+    """The chart repository serves the target version. It is the repository registered under
+    the manifest URL's name in the Helm repository configuration (added from the manifest on first
+    use); helm's index is refreshed when the repository answers, else the last refresh's is used."""
     env = helm_env(settings, environment)
     if component.repository.startswith("oci://"):
         Command(commands.helm_show_chart(component, target).argv, env=env).run(timeout=120)
         return f"{component.repository}/{component.chart}:{target} exists"
     repo = repository_name(component)
     listed = Command(("helm", "repo", "list", "-o", "json"), env=env).run(ok_codes=(0, 1)).stdout
-    if repo not in {r["name"] for r in json.loads(listed or "[]")}:
+    urls = {r["name"]: r["url"] for r in json.loads(listed or "[]")}
+    if repo not in urls:
         Command(("helm", "repo", "add", repo, component.repository), env=env).run(timeout=120)
+        urls[repo] = component.repository
     refreshed = Command(("helm", "repo", "update", repo), env=env).run(ok_codes=(0, 1), timeout=120)
     found = json.loads(
         Command(
@@ -81,12 +84,12 @@ def check_version_exists(
     )
     if not any(entry["version"] == target for entry in found):
         raise ManifestError(
-            [f"params.target_version: {component.chart} {target} is not in {component.repository}"]
+            [f"params.target_version: {component.chart} {target} is not in {urls[repo]}"]
         )
     source = (
         "index refreshed" if refreshed.returncode == 0 else "cached index (repository unreachable)"
     )
-    return f"{component.repository} serves {component.chart} {target} ({source})"
+    return f"{urls[repo]} serves {component.chart} {target} ({source})"
 
 
 def repository_name(component: Component) -> str:

@@ -1,0 +1,187 @@
+"""CTR model: quality against the oracle, training time, scorer latency and throughput.
+
+1. Six simulated days of traffic (about 0.9M impressions) go through the whole training
+   pipeline against a real MLflow server; the champion's holdout AUC and log loss are compared
+   with the generator's true click probabilities on the same rows (the best any model can do).
+   Target: AUC within 0.005 and log loss within 1% of the oracle.
+2. Training time on 5M rows (resampled from those days' features), against the same training
+   on 1M rows: the same number of boosting rounds, so the ratio shows how training scales.
+3. The reference scorer on the pushed artifact (request dicts in, probabilities out) against
+   LightGBM's own predict on already-encoded features: p50/p99 of one request, and rows per
+   second in batches of 1,000.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.harness import Context, Result, timed
+from ml import pipeline
+from ml.data import LABEL
+from ml.scorer import CtrScorer
+from ml.serving import serving_store
+from ml.simulated_gold import write_simulated_ctr_training
+from ml.train import TrainingParams, train_lightgbm
+
+DAYS = 6
+REQUESTS_PER_DAY = 200_000
+TRAINING_ROWS = 5_000_000
+REFERENCE_ROWS = 1_000_000
+SINGLE_REQUESTS = 2_000
+BATCH = 1_000
+BATCHES = 30
+NAME = "ctr"
+
+
+def run(ctx: Context) -> list[Result]:
+    settings = ctx.service("mlflow")
+    write_simulated_ctr_training(settings, date(2026, 3, 2), DAYS, REQUESTS_PER_DAY)
+    work = pipeline.Workspace.for_run(settings, "bench")
+    try:
+        built = pipeline.build_features(settings, work, lookback_days=DAYS)
+        trained = pipeline.train(settings, work, built)
+        evaluated = pipeline.evaluate(settings, work, trained)
+        decision = pipeline.gate(settings, trained, evaluated)
+        if not decision["promote"]:
+            raise RuntimeError(f"the benchmark's model was not promoted: {decision['reason']}")
+        pipeline.promote(settings, trained)
+        pipeline.verify(settings, work, pipeline.push(settings, trained["model_version"]))
+        results = _quality(evaluated["metrics"], built)
+        results += _training_time(work)
+        results += _scoring(settings, pd.read_parquet(work.holdout))
+    finally:
+        work.remove()
+    return results
+
+
+def _quality(metrics: dict[str, dict[str, float]], built: dict[str, object]) -> list[Result]:
+    model, oracle = metrics["challenger"], metrics["oracle"]
+    details = {
+        "rows": built["rows"],
+        "model": model,
+        "oracle": oracle,
+        "baseline": metrics["baseline"],
+    }
+    return [
+        Result(
+            NAME,
+            "champion holdout AUC",
+            model["auc"],
+            "",
+            "oracle AUC",
+            oracle["auc"],
+            target=f"gap <= 0.005 (gap {oracle['auc'] - model['auc']:.4f})",
+            details=details,
+        ),
+        Result(
+            NAME,
+            "champion holdout log loss",
+            model["logloss"],
+            "",
+            "oracle log loss",
+            oracle["logloss"],
+            higher_is_better=False,
+            target=f"ratio <= 1.01 (ratio {model['logloss'] / oracle['logloss']:.4f})",
+        ),
+    ]
+
+
+def _training_time(work: pipeline.Workspace) -> list[Result]:
+    features = pd.read_parquet(work.features)
+    validation = features.pop("_validation").to_numpy()
+    labels = features.pop(LABEL).to_numpy()
+    train_x, train_y = features[~validation], labels[~validation]
+    rounds = TrainingParams().max_rounds // 10  # fixed: no early stopping, same work per row
+    params = TrainingParams(max_rounds=rounds, early_stopping_rounds=rounds)
+    rng = np.random.default_rng(7)
+
+    def seconds(rows: int) -> float:
+        sample = rng.integers(0, len(train_x), rows)
+        return timed(
+            lambda: train_lightgbm(
+                train_x.iloc[sample],
+                train_y[sample],
+                features[validation],
+                labels[validation],
+                params,
+            )
+        )[0]
+
+    reference = seconds(REFERENCE_ROWS)
+    value = seconds(TRAINING_ROWS)
+    return [
+        Result(
+            NAME,
+            f"train {TRAINING_ROWS:,} rows ({rounds} rounds, {params.threads} thread)",
+            value,
+            "s",
+            f"{REFERENCE_ROWS:,} rows",
+            reference,
+            higher_is_better=False,
+            target="linear in rows (ratio ~5)",
+        )
+    ]
+
+
+def _scoring(settings: object, holdout: pd.DataFrame) -> list[Result]:
+    scorer = CtrScorer(serving_store(settings), reload_interval=3600)  # type: ignore[arg-type]
+    model = scorer.model
+    requests = holdout[model.spec.request_fields].head(SINGLE_REQUESTS + BATCH * BATCHES)
+    singles = requests.head(SINGLE_REQUESTS).to_dict("records")
+    encoded = model.encoder.encode(singles)
+
+    def latencies(score_one) -> list[float]:
+        samples = []
+        for i in range(len(singles)):
+            started = time.perf_counter()
+            score_one(i)
+            samples.append((time.perf_counter() - started) * 1e6)
+        return samples
+
+    served = latencies(lambda i: scorer.score(singles[i]))
+    native = latencies(lambda i: model.booster.predict(encoded[i : i + 1], num_threads=1))
+    batches = [
+        requests.iloc[SINGLE_REQUESTS + b * BATCH :][:BATCH].to_dict("records")
+        for b in range(BATCHES)
+    ]
+    encoded_batches = [model.encoder.encode(b) for b in batches]
+    served_s = timed(lambda: [scorer.score_batch(b) for b in batches])[0]
+    native_s = timed(lambda: [model.booster.predict(m, num_threads=1) for m in encoded_batches])[0]
+
+    def percentile(samples: list[float], q: int) -> float:
+        return statistics.quantiles(samples, n=100)[q - 1]
+
+    rows = BATCH * BATCHES
+    return [
+        Result(
+            NAME,
+            "scorer p50, one request",
+            percentile(served, 50),
+            "µs",
+            "LightGBM predict p50, encoded row",
+            percentile(native, 50),
+            higher_is_better=False,
+        ),
+        Result(
+            NAME,
+            "scorer p99, one request",
+            percentile(served, 99),
+            "µs",
+            "LightGBM predict p99, encoded row",
+            percentile(native, 99),
+            higher_is_better=False,
+        ),
+        Result(
+            NAME,
+            f"scorer throughput, batches of {BATCH:,}",
+            rows / served_s,
+            "rows/s",
+            "LightGBM predict, encoded batches",
+            rows / native_s,
+        ),
+    ]

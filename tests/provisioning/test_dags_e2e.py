@@ -1,0 +1,251 @@
+"""The provisioning DAGs end to end on the real Airflow of the local stack (api-server, scheduler,
+dag-processor and triggerer, FAB auth manager), driven only through the REST API, as the
+platform-admin user: trigger with params, answer the approval, read task states and XComs.
+
+Every run is a dry run (nothing can be provisioned from CI). The failing health gate is real: the
+staging kubeconfig names a Kubernetes API on a loopback port where nothing listens.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from adplatform.airflow_client import AirflowApiError, AirflowClient
+from adplatform.localstack import LocalStack
+from adplatform.provisioning.manifest import load_manifest
+from adplatform.settings import Settings
+from tests.conftest import free_port
+from tests.provisioning.conftest import ChartRepository
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+PROVISION, UPGRADE = "platform_provision", "platform_upgrade"
+
+
+@pytest.fixture(scope="module")
+def admin(airflow_server: Settings, local_stack: LocalStack) -> Iterator[AirflowClient]:
+    client = local_stack.services["airflow"].client()
+    client.wait_for_dags([PROVISION, UPGRADE])
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def platform_admin(admin: AirflowClient, local_stack: LocalStack) -> Iterator[AirflowClient]:
+    """The platform-admin user, with the provisioning DAGs unpaused and a placeholder Hetzner
+    token (a plan that only creates servers never sends it)."""
+    admin.set_connection("hcloud_default", "generic", password="0" * 64)
+    client = local_stack.services["airflow"].client("platform-admin")
+    for dag_id in (PROVISION, UPGRADE):
+        client.set_paused(dag_id, False)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def analyst(admin: AirflowClient, local_stack: LocalStack) -> Iterator[AirflowClient]:
+    client = local_stack.services["airflow"].client("analyst")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def unreachable_staging_cluster(stack_settings: Settings) -> Iterator[Path]:
+    """A staging kubeconfig whose API server refuses connections (nothing listens on its port)."""
+    kubeconfig = stack_settings.provisioning_dir / "staging" / "kubeconfig"
+    kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+    server = f"http://127.0.0.1:{free_port()}"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "staging", "cluster": {"server": server}}],
+                "users": [{"name": "staging", "user": {"token": "not-used"}}],
+                "contexts": [
+                    {"name": "staging", "context": {"cluster": "staging", "user": "staging"}}
+                ],
+                "current-context": "staging",
+            }
+        )
+    )
+    yield kubeconfig
+    kubeconfig.unlink()
+
+
+def dry_run_upgrade(client: AirflowClient, environment: str, version: str) -> tuple[str, str]:
+    """Upgrade ClickHouse on paper; returns the run id and how the run ended."""
+    run_id = client.trigger(
+        UPGRADE,
+        {"environment": environment, "component": "clickhouse", "target_version": version},
+    )
+    return run_id, client.wait_for_run(UPGRADE, run_id)["state"]
+
+
+def recorded(settings: Settings, environment: str, run_id: str) -> dict:
+    path = settings.provisioning_dir / environment / "upgrades.jsonl"
+    [entry] = [e for e in map(json.loads, path.read_text().splitlines()) if e["run_id"] == run_id]
+    return entry
+
+
+# --- platform_provision -------------------------------------------------------------------------
+
+
+def test_a_dry_run_waits_for_approval_then_walks_every_wave(platform_admin, analyst):
+    run_id = platform_admin.trigger(
+        PROVISION, {"environment": "staging", "cloud_provider": "hcloud", "dry_run": True}
+    )
+
+    request = platform_admin.wait_for_input(PROVISION, run_id, "approve")
+    assert request["subject"] == "Apply the platform plan for staging?"
+    assert request["options"] == ["Approve", "Reject"]
+    assert "DRY RUN: nothing will change" in request["body"]
+    assert '+ module.cluster.hcloud_server.node["staging-server-1"]' in request["body"]
+    assert platform_admin.task_states(PROVISION, run_id)["apply"] is None  # nothing ran past it
+    with pytest.raises(AirflowApiError) as refused:
+        analyst.respond(PROVISION, run_id, "approve", "Approve")
+    assert refused.value.status_code == 403
+
+    answer = platform_admin.respond(PROVISION, run_id, "approve", "Approve")
+    assert answer["responded_by"]["name"] == "platform-admin"
+    assert platform_admin.wait_for_run(PROVISION, run_id)["state"] == "success"
+
+    states = platform_admin.task_states(PROVISION, run_id)
+    assert set(states.values()) == {"success"}, states
+    waves = load_manifest(with_values=False).waves()
+    for number, wave in enumerate(waves):
+        deployed = platform_admin.xcom(PROVISION, run_id, f"wave_{number}.deploy")
+        assert [step["component"] for step in deployed] == wave
+        assert all(step["action"] == "rendered" for step in deployed)
+        assert all(step["command"].startswith("helm upgrade --install ") for step in deployed)
+        gated = platform_admin.xcom(PROVISION, run_id, f"wave_{number}.health_gate")
+        assert [check["component"] for check in gated] == wave
+    assert sum(map(len, waves)) == len(load_manifest(with_values=False).components)
+
+
+def test_a_rejected_plan_stops_the_run_before_apply(platform_admin):
+    run_id = platform_admin.trigger(PROVISION, {"environment": "local", "dry_run": True})
+    platform_admin.wait_for_input(PROVISION, run_id, "approve")
+    platform_admin.respond(PROVISION, run_id, "approve", "Reject")
+
+    assert platform_admin.wait_for_run(PROVISION, run_id)["state"] == "failed"
+    states = platform_admin.task_states(PROVISION, run_id)
+    assert states["approve"] == "failed"
+    after_approval = {
+        task: state for task, state in states.items() if task not in {"validate", "plan", "approve"}
+    }
+    assert set(after_approval.values()) == {"upstream_failed"}, states
+
+
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [
+        ({"environment": "moon"}, "moon"),
+        ({"components": ["clickhouse", "oracle"]}, "oracle"),
+        ({"dry_run": "no"}, "no"),
+        ({"cloud_provider": "gcp"}, "gcp"),
+    ],
+)
+def test_params_outside_the_schema_are_refused_before_a_run_exists(platform_admin, params, named):
+    before = len(platform_admin.runs(PROVISION))
+    with pytest.raises(AirflowApiError) as refused:
+        platform_admin.trigger(PROVISION, params)
+    assert refused.value.status_code == 400
+    assert named in str(refused.value)
+    assert len(platform_admin.runs(PROVISION)) == before
+
+
+# --- platform_upgrade ---------------------------------------------------------------------------
+
+
+def test_a_dry_run_upgrade_checks_the_version_and_passes_its_gate(
+    platform_admin, chart_repository: ChartRepository, stack_settings
+):
+    """local has no cluster yet (no kubeconfig): the gate says it checked nothing, and passes."""
+    run_id, state = dry_run_upgrade(platform_admin, "local", chart_repository.newer)
+    assert state == "success"
+
+    states = platform_admin.task_states(UPGRADE, run_id)
+    assert states.pop("rollback") == "skipped"
+    assert set(states.values()) == {"success"}, states
+    checks = platform_admin.xcom(UPGRADE, run_id, "preflight")
+    assert checks["version"] == (
+        f"{chart_repository.url} serves clickhouse {chart_repository.newer} (index refreshed)"
+    )
+    assert platform_admin.xcom(UPGRADE, run_id, "backup")["job"]["kind"] == "Job"
+    entry = recorded(stack_settings, "local", run_id)
+    assert entry["outcome"] == "dry run: gate passed"
+    assert entry["health"]["checked"] is False
+    assert (entry["from_version"], entry["to_version"]) == (
+        chart_repository.pinned,
+        chart_repository.newer,
+    )
+
+
+def test_a_failing_health_gate_rolls_back_and_fails_the_run(
+    platform_admin, chart_repository: ChartRepository, unreachable_staging_cluster, stack_settings
+):
+    run_id, state = dry_run_upgrade(platform_admin, "staging", chart_repository.newer)
+    assert state == "failed"
+
+    states = platform_admin.task_states(UPGRADE, run_id)
+    assert states == {
+        "preflight": "success",
+        "backup": "success",
+        "upgrade": "success",
+        "health_gate": "success",
+        "healthy": "success",
+        "rollback": "success",
+        "record": "success",
+        "verdict": "failed",
+    }
+    gate = platform_admin.xcom(UPGRADE, run_id, "health_gate")
+    assert gate["healthy"] is False and gate["checked"] is True
+    assert "Connection refused" in " ".join(gate["details"])
+    rollback = platform_admin.xcom(UPGRADE, run_id, "rollback")
+    assert rollback.startswith("helm rollback clickhouse '<revision before the upgrade>' ")
+    entry = recorded(stack_settings, "staging", run_id)
+    assert entry["outcome"] == "dry run: would roll back"
+    assert entry["rollback"] == rollback
+
+
+# --- access -------------------------------------------------------------------------------------
+
+
+def test_the_analyst_may_trigger_reports_but_not_provisioning(admin, analyst):
+    for dag_id, params in ((PROVISION, {}), (UPGRADE, {"target_version": "0.3.7"})):
+        with pytest.raises(AirflowApiError) as refused:
+            analyst.trigger(dag_id, params)
+        assert refused.value.status_code == 403
+
+    dags = admin.request("GET", "/dags", params={"limit": 1000, "tags": "reporting"})["dags"]
+    assert dags, "no DAG is tagged reporting"
+    # A real run, due far in the future so the scheduler leaves it alone, then removed.
+    run_id = analyst.trigger(dags[0]["dag_id"], run_after=datetime(2999, 1, 1, tzinfo=UTC))
+    assert analyst.run(dags[0]["dag_id"], run_id)["state"] == "queued"
+    admin.delete_run(dags[0]["dag_id"], run_id)
+
+
+def test_each_role_sees_exactly_the_dags_its_tags_grant(admin, analyst, platform_admin):
+    """Per-DAG access comes from the DAGs' tags: analysts get reporting and lakehouse DAGs,
+    platform admins the provisioning ones; Admin sees them all."""
+    grants = {
+        "analyst": (analyst, {"reporting", "lakehouse"}),
+        "platform-admin": (platform_admin, {"provisioning"}),
+    }
+    dags = admin.request("GET", "/dags", params={"limit": 1000})["dags"]
+    for user, (client, tags) in grants.items():
+        for dag in dags:
+            granted = bool(tags & {tag["name"] for tag in dag["tags"]})
+            try:
+                client.request("GET", f"/dags/{dag['dag_id']}")
+                visible = True
+            except AirflowApiError as error:
+                assert error.status_code == 403, error
+                visible = False
+            assert visible == granted, f"{user} and {dag['dag_id']} (tags {dag['tags']})"
