@@ -220,7 +220,8 @@ GOLD_CTR_TRAINING = Table(
             ],
             # The user's impressions earlier in the same UTC day (frequency), never later ones.
             pa.field("user_impressions_before", pa.int64(), nullable=False),
-            pa.field("clearing_price_micros", pa.int64(), nullable=False),  # CPM, USD micros
+            # What the impression cost: clearing CPM / 1000, USD micros.
+            pa.field("clearing_price_micros", pa.int64(), nullable=False),
             pa.field("clicked", pa.int8(), nullable=False),  # the label
             # Evaluation only, never a feature: the generator's true click probability.
             pa.field("oracle_click_probability", pa.float64()),

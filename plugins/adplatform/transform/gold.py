@@ -205,7 +205,8 @@ def ctr_training(spark: SparkSession, settings: Settings, days: Iterable[date]) 
         "hour_of_day": F.hour("event_time").cast("int"),
         "day_of_week": (F.weekday("event_time") + 1).cast("int"),  # 1 = Monday
         "user_impressions_before": (F.col("before_hour") + F.col("_within_hour")).cast("long"),
-        "clearing_price_micros": F.col("clearing_price_cpm_micros"),
+        # What the impression cost (clearing CPM / 1000, half up), as Gold's spend counts it.
+        "clearing_price_micros": F.expr("(clearing_price_cpm_micros + 500) div 1000"),
         "oracle_click_probability": F.col("sim_click_probability"),
     }
     return features.withColumns(columns).select(
