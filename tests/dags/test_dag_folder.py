@@ -13,7 +13,7 @@ from adplatform.settings import REPO_ROOT
 DAGS_FOLDER = REPO_ROOT / "dags"
 
 # A DAG that silently fails to import would vanish from this set and fail the suite.
-EXPECTED_DAG_IDS: set[str] = set()
+EXPECTED_DAG_IDS: set[str] = {"ad_events_ingest"}
 
 
 @pytest.fixture(scope="module")
