@@ -147,7 +147,7 @@ def drain(settings: Settings, directory: Path) -> dict[str, Any]:
 
 
 def wait_until_ingested(
-    settings: Settings, ledger: pa.Table, workers: list[Worker], timeout: float = 120
+    settings: Settings, ledger: pa.Table, workers: list[Worker], timeout: float = 180
 ) -> None:
     """Until the running ``workers`` have committed and published every produced offset."""
     logs = [PartitionLog(settings.lake_root, settings.events_topic, p) for p in range(PARTITIONS)]
@@ -156,7 +156,14 @@ def wait_until_ingested(
     while any(log.end() < produced[log.partition] or log.unpublished() for log in logs):
         for worker in workers:
             assert worker.process.poll() is None, worker.log.read_text()[-3000:]
-        assert time.monotonic() < deadline, "the workers did not ingest everything in time"
+        assert time.monotonic() < deadline, (
+            "not ingested in time; last worker log:\n"
+            + "\n".join(
+                line
+                for line in workers[-1].log.read_text().splitlines()
+                if "INFO" in line or "WARN" in line
+            )[-3000:]
+        )
         time.sleep(0.5)
 
 

@@ -47,7 +47,7 @@ def _race(lake: str, start: int, end: int, barrier: multiprocessing.synchronize.
 
 
 def test_of_writers_racing_for_the_same_range_exactly_one_commits(tmp_path):
-    writers = 8
+    writers = 4
     context = multiprocessing.get_context("spawn")
     barrier = context.Manager().Barrier(writers)
     with context.Pool(writers) as pool:

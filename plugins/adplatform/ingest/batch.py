@@ -17,12 +17,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import msgspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
+from confluent_kafka import Message
 
 from adplatform.events.generator import HOUR_MS
 from adplatform.events.validator import Validator
@@ -43,7 +45,6 @@ _JSON_READ = pa_json.ReadOptions(use_threads=False, block_size=4 << 20)
 @dataclass(slots=True)
 class Rejected:
     offset: int
-    key: bytes | None
     payload: bytes
     reason: str
     detail: str
@@ -70,30 +71,29 @@ class PartitionBatch:
     def accepted(self) -> int:
         return len(self.offsets)
 
-    def add(self, validator: Validator, encoder: msgspec.json.Encoder, messages: list) -> None:
-        """Validate the next messages of this partition (confluent-kafka ``Message``s, in offset
-        order) and keep the result."""
-        offsets = [m.offset() for m in messages]
+    def add(
+        self, validator: Validator, encoder: msgspec.json.Encoder, messages: list[Message]
+    ) -> None:
+        """Validate the next messages of this partition (in offset order) and keep the result."""
+        offsets = cast(list[int], list(map(Message.offset, messages)))
         if offsets[0] < self.end:  # never twice: a redelivered prefix is already in the batch
-            messages = [m for m in messages if m.offset() >= self.end]
+            messages = [
+                m for m, offset in zip(messages, offsets, strict=True) if offset >= self.end
+            ]
             if not messages:
                 return
-            offsets = [m.offset() for m in messages]
-        payloads = [m.value() or b"" for m in messages]  # a tombstone is quarantined too
+            offsets = cast(list[int], list(map(Message.offset, messages)))
+        payloads = cast(list[bytes], list(map(Message.value, messages)))
+        if None in payloads:  # a tombstone is quarantined too
+            payloads = [payload or b"" for payload in payloads]
         accepted, rejections = validator.validate_batch(payloads, self.validated_at_ms)
         self.consumed += len(messages)
         self.end = offsets[-1] + 1
         if rejections:
-            for index, rejection in rejections:
-                self.rejected.append(
-                    Rejected(
-                        offsets[index],
-                        messages[index].key(),
-                        payloads[index],
-                        rejection.reason.value,
-                        rejection.detail,
-                    )
-                )
+            self.rejected.extend(
+                Rejected(offsets[i], payloads[i], rejection.reason.value, rejection.detail)
+                for i, rejection in rejections
+            )
             bad = {index for index, _ in rejections}
             offsets = [offset for index, offset in enumerate(offsets) if index not in bad]
         if accepted:
@@ -113,8 +113,9 @@ def _table_dir(table: Table) -> Path:
 
 def bronze_table(batch: PartitionBatch) -> pa.Table:
     """The batch's accepted events with Bronze's columns (partition columns excluded)."""
-    events = pa_json.read_json(
-        io.BytesIO(b"".join(batch.lines)), read_options=_JSON_READ, parse_options=_JSON_PARSE
+    events = pa.concat_tables(
+        pa_json.read_json(io.BytesIO(chunk), read_options=_JSON_READ, parse_options=_JSON_PARSE)
+        for chunk in batch.lines
     )
     rows = events.num_rows
     ingested_at = pa.scalar(batch.validated_at_ms, pa.timestamp("ms", tz="UTC"))

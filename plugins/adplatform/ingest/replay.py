@@ -73,6 +73,7 @@ def replay_partition(
         )
         for entry in plog.unpublished():  # finish a stopped worker's ranges before rewriting
             roll_forward(plog, entry, dead_letters)
+        dead_letters.close()
         entries = [e for e in plog.entries() if e.end > from_offset]
         result = ReplayResult(
             partition,

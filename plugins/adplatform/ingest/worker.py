@@ -12,6 +12,7 @@ log. Kafka group offsets are committed after each range, for lag monitoring only
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
@@ -19,7 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import pyarrow.parquet as pq
@@ -158,6 +159,10 @@ class DeadLetters:
                 f"({failures[:1] or 'timed out'}); they are sent again when ingest restarts"
             )
 
+    def close(self) -> None:
+        self._producer.flush(30)
+        self._producer.close()
+
 
 def roll_forward(plog: PartitionLog, entry: Entry, dead_letters: DeadLetters) -> None:
     """Finish publishing a committed entry (idempotent): files into place, dead letters out."""
@@ -204,8 +209,7 @@ class _Committer(threading.Thread):
         super().__init__(name="ingest-committer", daemon=True)
         self._logs = logs
         self._dead_letters = dead_letters
-        # Two batches in flight at most: the bound on memory, whatever the backlog.
-        self.inbox: queue.Queue[PartitionBatch | _Reset | _Forget | None] = queue.Queue(maxsize=2)
+        self.inbox: queue.Queue[PartitionBatch | _Reset | _Forget | None] = queue.Queue()
         self.outbox: queue.SimpleQueue[_Committed | _Lost | _Failed] = queue.SimpleQueue()
         self._chain: dict[int, int] = {}  # partition -> end of its last committed range
         self._failed = False
@@ -348,6 +352,7 @@ class IngestWorker:
             self._consumer.close()  # revokes: the committer must still be listening
             self._committer.submit(None)
             self._committer.join()
+            self._dead_letters.close()
         self.metrics.seconds = time.monotonic() - started
         log.info("ingest run: %s", self.metrics.as_dict())
         return self.metrics
@@ -427,21 +432,16 @@ class IngestWorker:
     # -- the hot path -----------------------------------------------------------------------
 
     def _take(self, messages: list[Message]) -> None:
-        by_partition: dict[Any, list[Message]] = {}  # keys: int (messages without error)
-        for message in messages:
-            error = message.error()
-            if error is not None:
+        if any(map(Message.error, messages)):  # rare: transport errors, partition EOF
+            for error in filter(None, map(Message.error, messages)):
                 self._on_message_error(error)
-                continue
-            partition = message.partition()
-            chunk = by_partition.get(partition)
-            if chunk is None:
-                by_partition[partition] = chunk = []
-            chunk.append(message)
+            messages = [m for m in messages if m.error() is None]
         if not self._batches:
             self._batch_opened = time.monotonic()
             self._batch_clock_ms = now_ms()
-        for partition, chunk in by_partition.items():
+        # librdkafka hands out messages in runs of one partition (one per fetch response).
+        for key, run in itertools.groupby(messages, Message.partition):
+            partition = cast(int, key)
             start = self._positions.get(partition)
             if start is None:
                 continue  # revoked while this chunk was in flight
@@ -449,12 +449,16 @@ class IngestWorker:
             if batch is None:
                 batch = PartitionBatch(self.topic, partition, start, self._batch_clock_ms)
                 self._batches[partition] = batch
+            chunk = list(run)
             before = batch.consumed
             batch.add(self._validator, self._encoder, chunk)
             self._buffered += batch.consumed - before
             self._taken += len(chunk)
 
     def _flush(self) -> None:
+        # Double buffering: the previous window is committed while this one filled up, and
+        # must be done before this one goes. Two windows are the bound on memory.
+        self._committer.inbox.join()
         for partition, batch in self._batches.items():
             self._committer.submit(batch)
             self._positions[partition] = batch.end
