@@ -13,6 +13,7 @@ benchmark's settings in the environment, and prints its figures as JSON.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -22,13 +23,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer
 from confluent_kafka.admin import NewTopic
 
-from adplatform.broker import admin_client, producer_config
+from adplatform.broker import admin_client
 from adplatform.events.catalog import build_catalog
 from adplatform.events.generator import TrafficConfig, TrafficSimulator
 from adplatform.settings import Settings, get_settings
+from benchmarks.bench_producer import _bare_produce
 from benchmarks.harness import Context, Result
 
 BACKLOG = 10_000_000
@@ -42,17 +44,7 @@ def _produce_backlog(settings: Settings, topic: str, events: int) -> int:
     messages = [
         (m.key, m.payload) for m in TrafficSimulator(config, build_catalog(config.seed)).messages()
     ]
-    producer = Producer(producer_config(settings))
-    for index in range(events):
-        key, payload = messages[index % len(messages)]
-        while True:
-            try:
-                producer.produce(topic, payload, key)
-                break
-            except BufferError:
-                producer.poll(0.05)
-    if producer.flush(300):
-        raise RuntimeError(f"the backlog did not reach {topic}")
+    _bare_produce(settings, topic, itertools.islice(itertools.cycle(messages), events))
     return len(messages)
 
 
@@ -90,8 +82,10 @@ def run(ctx: Context) -> list[Result]:
     started = time.monotonic()
     distinct = _produce_backlog(settings, TOPIC, BACKLOG)
     produce_seconds = time.monotonic() - started
+    load_before = os.getloadavg()[0]  # the machine is shared: say how busy it was
     bare = _side(settings, "bare", TOPIC, BACKLOG)
     ingest = _side(settings, "ingest", TOPIC, BACKLOG)
+    load_after = os.getloadavg()[0]
     samples = ingest["rss_mb_samples"]
     quarters = [samples[min(len(samples) - 1, len(samples) * q // 4)] for q in (1, 2, 3, 4)]
     return [
@@ -114,6 +108,7 @@ def run(ctx: Context) -> list[Result]:
                 "commits": ingest["commits"],
                 "files": ingest["files"],
                 "batch_events": settings.ingest_batch_events,
+                "load_average_1m": [round(load_before, 1), round(load_after, 1)],
             },
         ),
         Result(

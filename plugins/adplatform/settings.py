@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     # Static group membership (production: the StatefulSet pod name): a restarted worker takes
     # its partitions back at once instead of after the session timeout. Empty: dynamic.
     ingest_instance_id: str = ""
-    ingest_batch_events: int = Field(200_000, ge=1)
+    ingest_batch_events: int = Field(100_000, ge=1)
     ingest_batch_seconds: float = Field(10.0, gt=0)
 
     # Where failure alerts are POSTed (Slack-compatible JSON); empty: alerts are only logged.

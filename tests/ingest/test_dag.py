@@ -40,16 +40,26 @@ def _run(conf):
     return run, states, metrics
 
 
-def test_a_run_ingests_a_micro_batch_and_announces_only_what_it_wrote(
-    kafka, stack_env, airflow_db, monkeypatch, tmp_path
-):
-    # A topic of its own, read through the kafka_default connection stack_env exports.
+@pytest.fixture
+def dag_settings(kafka, monkeypatch, tmp_path):
+    """What stack_env exports, for this test only (stack_env's session-wide exports would leak
+    into later tests): the session broker, a topic and a lake of its own, kafka_default."""
     name = f"dag-{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("ADP_EVENTS_TOPIC", name)
-    monkeypatch.setenv("ADP_DEAD_LETTER_TOPIC", f"{name}-dlq")
-    monkeypatch.setenv("ADP_DATA_ROOT", str(tmp_path / "data"))
+    settings = kafka.model_copy(
+        update={"events_topic": name, "dead_letter_topic": f"{name}-dlq", "data_root": tmp_path}
+    )
+    for variable, value in (settings.environment() | settings.airflow_connections()).items():
+        monkeypatch.setenv(variable, value)
     get_settings.cache_clear()
-    settings = get_settings()
+    yield settings
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def test_a_run_ingests_a_micro_batch_and_announces_only_what_it_wrote(
+    dag_settings, airflow_db, tmp_path
+):
+    settings = dag_settings
     ensure_topics(settings)
     ledger = produce(settings, traffic(3_000), tmp_path)
 
@@ -76,4 +86,3 @@ def test_a_run_ingests_a_micro_batch_and_announces_only_what_it_wrote(
         bronze_events,
         quarantine_events,
     )
-    get_settings.cache_clear()

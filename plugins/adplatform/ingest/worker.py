@@ -43,13 +43,13 @@ def now_ms() -> int:
 
 @dataclass(frozen=True)
 class IngestOptions:
+    group_id: str
+    instance_id: str  # static group membership when set
+    batch_events: int  # a batch (per partition, one commit) closes at this many messages...
+    batch_seconds: float  # ... or this long after it opened
     max_events: int | None = None  # stop after reading this many messages
     max_seconds: float | None = None  # stop after this long
-    until_caught_up: bool = False  # stop once every assigned partition is fully ingested
-    group_id: str = "adplatform-bronze-ingest"
-    instance_id: str = ""  # static group membership when set
-    batch_events: int = 200_000
-    batch_seconds: float = 10.0
+    until_caught_up: bool = False  # stop once every partition of the topic is ingested
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> IngestOptions:
@@ -128,7 +128,7 @@ class DeadLetters:
         ref = entry.quarantine_file
         if ref is None:
             return
-        rows = pq.read_table(plog.lake_root / ref.path).to_pylist()
+        rows = pq.ParquetFile(plog.lake_root / ref.path).read().to_pylist()
         for row in rows:
             source = f"{entry.topic}+{entry.partition}+{row['_offset']}"
             headers = {
