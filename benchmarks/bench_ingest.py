@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -109,6 +110,9 @@ def run(ctx: Context) -> list[Result]:
                 "files": ingest["files"],
                 "batch_events": settings.ingest_batch_events,
                 "load_average_1m": [round(load_before, 1), round(load_after, 1)],
+                # CPU time (all threads) per event: what the rate becomes on a busy machine.
+                "ingest_cpu_us_per_event": round(ingest["cpu_us_per_event"], 2),
+                "bare_cpu_us_per_event": round(bare["cpu_us_per_event"], 2),
             },
         ),
         Result(
@@ -159,4 +163,6 @@ if __name__ == "__main__":
     # VmHWM, not ru_maxrss: the latter keeps the parent's peak across fork and exec.
     status = Path("/proc/self/status").read_text()
     figures["peak_rss_mb"] = int(status.split("VmHWM:")[1].split()[0]) / 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    figures["cpu_us_per_event"] = (usage.ru_utime + usage.ru_stime) / events * 1e6
     print(json.dumps(figures))

@@ -296,21 +296,7 @@ class IngestWorker:
         started = time.monotonic()
         self._require_topics()
         self._dead_letters = DeadLetters(self._client_config, self.settings.dead_letter_topic)
-        tunable = {
-            "session.timeout.ms": 10_000,  # a killed worker's partitions move on after 10 s
-            "queued.max.messages.kbytes": 32_768,  # the prefetch bound, whatever the backlog
-        }
-        required = {
-            "group.id": self.options.group_id,
-            "enable.auto.commit": False,  # group offsets are for monitoring, committed by hand
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": "cooperative-sticky",
-            "error_cb": self._on_kafka_error,
-        }
-        if self.options.instance_id:
-            required["group.instance.id"] = self.options.instance_id
-        self._consumer = Consumer(tunable | self._client_config | required)
+        self._consumer = Consumer(self._consumer_config())
         self._committer = _Committer(self._log, self._dead_letters)
         self._committer.start()
         self._consumer.subscribe(
@@ -346,7 +332,8 @@ class IngestWorker:
                     self._on_progress(self.metrics)
             self._flush()
             self._settle()
-            self._commit_group_offsets()
+            newest = {p: self._log(p).head() for p in self._positions}
+            self._commit_group_offsets([e for e in newest.values() if e], asynchronous=False)
             self.metrics.lag = self._lag(cached=False)
         finally:
             self._consumer.close()  # revokes: the committer must still be listening
@@ -356,6 +343,23 @@ class IngestWorker:
         self.metrics.seconds = time.monotonic() - started
         log.info("ingest run: %s", self.metrics.as_dict())
         return self.metrics
+
+    def _consumer_config(self) -> dict[str, Any]:
+        tunable = {  # the connection's extra may override these
+            "session.timeout.ms": 10_000,  # a killed worker's partitions move on after 10 s
+            "queued.max.messages.kbytes": 32_768,  # the prefetch bound, whatever the backlog
+        }
+        required: dict[str, Any] = {
+            "group.id": self.options.group_id,
+            "enable.auto.commit": False,  # group offsets are for monitoring, committed by hand
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "error_cb": self._on_kafka_error,
+        }
+        if self.options.instance_id:
+            required["group.instance.id"] = self.options.instance_id
+        return tunable | self._client_config | required
 
     def _require_topics(self) -> None:
         from confluent_kafka.admin import AdminClient
@@ -476,11 +480,8 @@ class IngestWorker:
             if isinstance(result, _Committed):
                 entry = result.entry
                 self.metrics.add(entry)
-                if entry.partition in self._positions:  # lag monitoring only
-                    self._consumer.commit(
-                        offsets=[TopicPartition(self.topic, entry.partition, entry.end)],
-                        asynchronous=True,
-                    )
+                if entry.partition in self._positions:
+                    self._commit_group_offsets([entry], asynchronous=True)
             elif isinstance(result, _Lost):
                 self.metrics.lost_races += 1
                 log.warning(
@@ -492,18 +493,13 @@ class IngestWorker:
                 if result.partition in self._positions:
                     self._resume(result.partition)
 
-    def _commit_group_offsets(self) -> None:
-        """Leave the group's offsets equal to the commit log (monitoring tools read them)."""
-        offsets = [
-            TopicPartition(self.topic, partition, end)
-            for partition, end in self.metrics.committed_end.items()
-            if partition in self._positions
-        ]
-        if offsets:
-            try:
-                self._consumer.commit(offsets=offsets, asynchronous=False)
-            except KafkaException as error:
-                log.warning("could not commit group offsets (monitoring only): %s", error)
+    def _commit_group_offsets(self, entries: list[Entry], asynchronous: bool) -> None:
+        """Move the group's offsets to the commit log's (for lag monitoring tools only)."""
+        offsets = [TopicPartition(self.topic, e.partition, e.end) for e in entries]
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=asynchronous)  # type: ignore[call-overload]
+        except KafkaException as error:
+            log.warning("could not commit group offsets (monitoring only): %s", error)
 
     def _settle(self) -> None:
         """Wait until every handed-over batch is committed (or dropped) and accounted for."""
