@@ -12,8 +12,9 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1s
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-setup: $(STAMP) ## Install everything: system packages, Python env, broker jars (idempotent)
+setup: $(STAMP) ## Install everything: system packages, Python env, broker jars, provisioning tools (idempotent)
 	@$(BIN)/adplatform stack install
+	@infra/tools/build-tools.sh
 
 $(STAMP): pyproject.toml requirements.lock infra/local/system-packages.sh
 	infra/local/system-packages.sh

@@ -127,6 +127,61 @@ def airflow_db() -> Path:
     return _AIRFLOW_HOME
 
 
+class Browser:
+    """A headless Chromium session (Debian's chromium and chromium-driver) driven by selenium.
+
+    ``driver`` is the selenium WebDriver; ``screenshot`` saves the whole page as a PNG.
+    """
+
+    def __init__(self, driver: Any) -> None:
+        self.driver = driver
+
+    def open(self, url: str) -> None:
+        self.driver.get(url)
+
+    def screenshot(self, path: Path, full_page: bool = True) -> Path:
+        """Save the page as a PNG at ``path``: all of it, or only what the window shows."""
+        window = self.driver.get_window_size()
+        if full_page:
+            height = self.driver.execute_script("return document.documentElement.scrollHeight")
+            self.driver.set_window_size(window["width"], max(height, window["height"]))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if not self.driver.save_screenshot(str(path)):
+                raise RuntimeError(f"chromium could not save a screenshot to {path}")
+        finally:
+            self.driver.set_window_size(window["width"], window["height"])
+        return path
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    """One headless Chromium for the session, with a fresh profile and no background traffic."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+        "--window-size=1280,900",
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    try:
+        yield Browser(driver)
+    finally:
+        driver.quit()
+
+
 def run_dag(dag_id: str, conf: dict[str, Any] | None = None, **kwargs: Any) -> Any:
     """Run one of our DAGs in-process with ``dag.test()`` and return its DagRun.
 

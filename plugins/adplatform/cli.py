@@ -25,13 +25,23 @@ class _Cli(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         from adplatform.broker import BrokerUnreachable
+        from adplatform.clickhouse.client import ClickHouseError
         from adplatform.events.producer import DeliveryFailed
         from adplatform.ingest.commitlog import IngestError
         from adplatform.localstack import StackError
+        from adplatform.reporting.reports import ReportError
 
         try:
             return super().invoke(ctx)
-        except (SettingsError, StackError, BrokerUnreachable, DeliveryFailed, IngestError) as error:
+        except (
+            SettingsError,
+            StackError,
+            BrokerUnreachable,
+            DeliveryFailed,
+            ClickHouseError,
+            ReportError,
+            IngestError,
+        ) as error:
             console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
             sys.exit(1)
 
@@ -398,6 +408,8 @@ def ingest_replay(partition: int, from_offset: int | None, from_time: str | None
 def demo(requests_: int, seed: int) -> None:
     """Run the main job on the local stack: a day of traffic through the lakehouse."""
     from adplatform.broker import ensure_topics
+    from adplatform.clickhouse.client import settings_client
+    from adplatform.clickhouse.migrate import migrate
     from adplatform.events.catalog import build_catalog
     from adplatform.events.generator import TrafficConfig, yesterday_utc
     from adplatform.events.producer import produce_traffic
@@ -406,9 +418,189 @@ def demo(requests_: int, seed: int) -> None:
     settings = get_settings()
     ensure_topics(settings)
     write_reference_tables(settings, build_catalog(seed))
+    with settings_client(settings) as client:
+        migrate(client)  # the publish refuses a schema behind the migrations
     config = TrafficConfig(seed=seed, start=yesterday_utc(), requests=requests_)
     summary = produce_traffic(settings, config)
     console.print(f"produced {summary.messages:,} messages ({summary.valid:,} valid events)")
+
+
+@cli.group()
+def clickhouse() -> None:
+    """Migrate, publish to and inspect ClickHouse (at ADP_CLICKHOUSE_DSN)."""
+
+
+@clickhouse.command("migrate")
+def clickhouse_migrate() -> None:
+    """Apply the pending schema migrations, in order (safe to repeat)."""
+    from adplatform.clickhouse.client import redact, settings_client
+    from adplatform.clickhouse.migrate import migrate
+
+    settings = get_settings()
+    with console.status("migrating..."), settings_client(settings) as client:
+        outcomes = migrate(client)
+    for migration, outcome in outcomes:
+        console.print(f"{migration}: {outcome}")
+    console.print(f"ClickHouse at {redact(settings.clickhouse_dsn)} is up to date")
+
+
+@clickhouse.command("status")
+def clickhouse_status() -> None:
+    """Show each migration's state and the published days; exit 1 if the schema is not current."""
+    from adplatform.clickhouse.client import settings_client
+    from adplatform.clickhouse.migrate import discover_migrations, schema_state
+    from adplatform.clickhouse.publish import published_days
+
+    with settings_client(get_settings()) as client:
+        state = schema_state(client)
+        days = published_days(client) if state.current else []
+    migrations = Table("migration", "state", title="schema migrations")
+    for migration in discover_migrations():
+        migrations.add_row(str(migration), state.applied.get(migration.version, "pending"))
+    for version in state.unknown:
+        migrations.add_row(f"version {version}", "[red]unknown to this code[/]")
+    console.print(migrations)
+    published = Table("day", "rows", "impressions", "clicks", "spend (USD)", "published at")
+    for day in days:
+        published.add_row(
+            str(day["event_date"]),
+            f"{day['rows']:,}",
+            f"{day['impressions']:,}",
+            f"{day['clicks']:,}",
+            f"{day['spend_micros'] / 1e6:,.2f}",
+            f"{day['published_at']:%Y-%m-%d %H:%M:%S}",
+        )
+    console.print(published)
+    sys.exit(0 if state.current else 1)
+
+
+@clickhouse.command("publish")
+@click.option(
+    "--date",
+    "dates",
+    multiple=True,
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Re-publish this Gold day even if unchanged (repeatable) [default: the changed days].",
+)
+def clickhouse_publish(dates: tuple[datetime, ...]) -> None:
+    """Publish the reference dimensions and the changed Gold days (idempotent)."""
+    from adplatform.clickhouse.client import settings_client
+    from adplatform.clickhouse.publish import publish_dimensions, publish_facts
+
+    settings = get_settings()
+    with settings_client(settings) as client:
+        with console.status("publishing dimensions..."):
+            dimensions = publish_dimensions(client, settings)
+        console.print(", ".join(f"dim_{name}: {rows:,}" for name, rows in dimensions.items()))
+        with console.status("publishing Gold days...") as status:
+            results = publish_facts(
+                client,
+                settings,
+                [d.date() for d in dates],
+                on_day=lambda r: console.print(
+                    f"{r.event_date}: {r.totals.rows:,} rows from {r.hours} hours, verified "
+                    f"against Gold ({r.seconds:.1f}s)"
+                ),
+            )
+            status.update("done")
+    if not results:
+        console.print("every Gold day is already published unchanged")
+
+
+@cli.group()
+def report() -> None:
+    """Render the ClickHouse reports (CSV, PNG charts, HTML) for any date range."""
+
+
+@report.command("list")
+def report_list() -> None:
+    """List the reports and what each shows."""
+    from adplatform.reporting.reports import REPORTS
+
+    table = Table("report", "title", "shows")
+    for item in REPORTS.values():
+        table.add_row(item.name, item.title, item.summary)
+    console.print(table)
+
+
+@report.command("campaigns")
+def report_campaigns() -> None:
+    """List the campaign ids a report can be limited to."""
+    from adplatform.clickhouse.client import settings_client
+    from adplatform.reporting.reports import campaigns
+
+    with settings_client(get_settings()) as client:
+        rows = campaigns(client)
+    table = Table("campaign id", "name")
+    for campaign_id, name in rows:
+        table.add_row(campaign_id, name)
+    console.print(table)
+
+
+@report.command("render")
+@click.argument("names", nargs=-1)
+@click.option("--start", help="First day, YYYY-MM-DD [default: the 7-day window ending at --end].")
+@click.option("--end", help="Last day, YYYY-MM-DD [default: yesterday, UTC].")
+@click.option("--campaign", help="Limit every report to one campaign id.")
+@click.option("--limit", help="Rows of the top-N reports [default: 10].")
+@click.option("--threshold", help="|z| from which anomalies are flagged [default: 3].")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the report folders [default: <data root>/reports].",
+)
+def report_render(
+    names: tuple[str, ...],
+    start: str | None,
+    end: str | None,
+    campaign: str | None,
+    limit: str | None,
+    threshold: str | None,
+    out: Path | None,
+) -> None:
+    """Render report NAMES (default: all; see `report list`) as CSV, charts and HTML."""
+    from rich.progress import Progress
+
+    from adplatform.clickhouse.client import settings_client
+    from adplatform.reporting.render import render_report, write_index
+    from adplatform.reporting.reports import (
+        REPORTS,
+        check_request,
+        parse_request,
+        report_window,
+        run_report,
+    )
+
+    unknown = [n for n in names if n not in REPORTS]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown report {', '.join(unknown)}; choose from {', '.join(REPORTS)}",
+            param_hint="NAMES",
+        )
+    chosen = list(names or REPORTS)
+    first, last = report_window(datetime.now(UTC).date(), end, start)
+    request = parse_request(first, last, campaign, limit, threshold)
+    settings = get_settings()
+    out_dir = (out or settings.reports_dir) / request.slug
+    frames = {}
+    with settings_client(settings) as client:
+        check_request(client, request)
+        with Progress(console=console, transient=True) as progress:
+            querying = progress.add_task("querying", total=len(chosen))
+            for name in chosen:
+                progress.update(querying, description=f"querying {name}")
+                frames[name] = run_report(client, REPORTS[name], request)
+                progress.advance(querying)
+    with Progress(console=console, transient=True) as progress:
+        rendering = progress.add_task("rendering", total=len(chosen))
+        for name in chosen:
+            progress.update(rendering, description=f"rendering {name}")
+            render_report(REPORTS[name], request, frames[name], out_dir)
+            progress.advance(rendering)
+    index = write_index(request, out_dir)
+    for name in chosen:
+        console.print(f"{name}: {len(frames[name]):,} rows → {out_dir / name}.html", soft_wrap=True)
+    console.print(f"index: {index}", soft_wrap=True)
 
 
 def main() -> None:

@@ -25,12 +25,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from adplatform.airflow_client import AirflowClient
+from adplatform.clickhouse.client import POOL as CLICKHOUSE_POOL
 from adplatform.settings import REPO_ROOT, Settings
 
 TOOLS_DIR = REPO_ROOT / ".tools"
 KAFKA_POM = REPO_ROOT / "infra" / "local" / "kafka" / "pom.xml"
 KAFKA_LIBS = TOOLS_DIR / "kafka" / "libs"
 VENV_BIN = Path(sys.executable).parent
+# FAB roles the DAGs' access_control names; created (with no permissions of their own beyond
+# what DAGs grant them) when Airflow starts. Add a role here and it exists on the next start.
+AIRFLOW_ROLES = ("platform-admin",)
 
 
 class StackError(RuntimeError):
@@ -345,6 +350,10 @@ class AirflowServices(Service):
     def environment(self) -> dict[str, str]:
         return super().environment() | airflow_environment(self.settings)
 
+    def client(self) -> AirflowClient:
+        """A REST client logged in as the local admin."""
+        return AirflowClient(self.url, "admin", self.admin_password_file.read_text().strip())
+
     def prepare(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         if not self.admin_password_file.exists():
@@ -362,6 +371,8 @@ airflow db migrate
 airflow users list | grep -qw admin || airflow users create --username admin \\
   --password "$(cat {self.admin_password_file})" --role Admin \\
   --firstname Platform --lastname Admin --email admin@adplatform.local
+airflow roles create {" ".join(AIRFLOW_ROLES)}
+airflow pools set {CLICKHOUSE_POOL} 1 "ClickHouse tasks: chDB allows one process per data directory"
 {components} &
 wait"""
         return ["bash", "-c", script]

@@ -20,6 +20,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "ADP_"
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# The environments of infra/platform.yaml (its loader checks that the two agree).
+PLATFORM_ENVIRONMENTS = ("local", "staging", "production")
 
 
 class SettingsError(ValueError):
@@ -87,6 +89,15 @@ class Settings(BaseSettings):
     ssh_key_file: Path | None = None
     kubeconfig: Path | None = None
 
+    # Platform provisioning (infra/platform.yaml, dags/platform_*.py). Cloud credentials become the
+    # hcloud_default / aws_default connections; in production they come from the secrets backend.
+    platform_admin_cidrs: str = Field(
+        "192.0.2.0/24", description="Comma-separated networks allowed to reach SSH and the K3s API"
+    )
+    hcloud_token: SecretStr = SecretStr("")
+    aws_access_key_id: str = ""
+    aws_secret_access_key: SecretStr = SecretStr("")
+
     @model_validator(mode="after")
     def _derive_defaults(self) -> Settings:
         # Frozen model: derived defaults are filled in once, right after validation.
@@ -116,6 +127,11 @@ class Settings(BaseSettings):
     @property
     def logs_dir(self) -> Path:
         return self.data_root / "logs"
+
+    @property
+    def provisioning_dir(self) -> Path:
+        """Plans, state, kubeconfigs, provisioning keys and upgrade records, per environment."""
+        return self.data_root / "provisioning"
 
     @property
     def airflow_url(self) -> str:
@@ -165,7 +181,29 @@ class Settings(BaseSettings):
                 "conn_type": "kubernetes",
                 "extra": {"kube_config_path": str(self.kubeconfig)} if self.kubeconfig else {},
             },
+            # One cluster per platform environment; the provision DAG writes its kubeconfig.
+            **{
+                f"kubernetes_{environment}": {
+                    "conn_type": "kubernetes",
+                    "extra": {
+                        "kube_config_path": str(self.provisioning_dir / environment / "kubeconfig")
+                    },
+                }
+                for environment in PLATFORM_ENVIRONMENTS
+            },
         }
+        # Cloud credentials only when set, so a secrets backend (or the metadata DB) can hold them.
+        if self.hcloud_token.get_secret_value():
+            connections["hcloud_default"] = {
+                "conn_type": "generic",
+                "password": self.hcloud_token.get_secret_value(),
+            }
+        if self.aws_access_key_id:
+            connections["aws_default"] = {
+                "conn_type": "aws",
+                "login": self.aws_access_key_id,
+                "password": self.aws_secret_access_key.get_secret_value(),
+            }
         return {
             f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(conn)
             for conn_id, conn in connections.items()

@@ -13,7 +13,14 @@ from adplatform.settings import REPO_ROOT
 DAGS_FOLDER = REPO_ROOT / "dags"
 
 # A DAG that silently fails to import would vanish from this set and fail the suite.
-EXPECTED_DAG_IDS: set[str] = {"ad_events_ingest"}
+EXPECTED_DAG_IDS: set[str] = {
+    "ad_events_ingest",
+    "ad_reports_daily",
+    "clickhouse_publish",
+    "platform_drift_check",
+    "platform_provision",
+    "platform_upgrade",
+}
 
 
 @pytest.fixture(scope="module")

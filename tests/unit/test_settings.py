@@ -54,6 +54,10 @@ def test_airflow_connections_parse_as_airflow_connections(tmp_path):
         "MLFLOW_DEFAULT",
         "SSH_DEFAULT",
         "KUBERNETES_DEFAULT",
+        # one cluster per platform environment (provisioning)
+        "KUBERNETES_LOCAL",
+        "KUBERNETES_STAGING",
+        "KUBERNETES_PRODUCTION",
     }
     assert {name.removeprefix("AIRFLOW_CONN_") for name in variables} == expected
     kafka = Connection.from_json(variables["AIRFLOW_CONN_KAFKA_DEFAULT"], conn_id="kafka_default")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,6 +14,10 @@ import pyarrow.parquet as pq
 def write_parquet_synced(table: pa.Table, path: Path, compression: str = "zstd") -> None:
     """Write ``table`` to ``path`` and fsync it: when this returns, the bytes are on disk."""
     pq.write_table(table, path, compression=compression)
+    fsync_file(path)
+
+
+def fsync_file(path: Path) -> None:
     with path.open("rb") as written:
         os.fsync(written.fileno())
 
@@ -27,7 +32,19 @@ def fsync_directory(path: Path) -> None:
 
 
 def atomic_write_parquet(table: pa.Table, path: Path, compression: str = "zstd") -> Path:
-    """Write ``table`` beside ``path`` under a hidden name, fsync it, then rename into place.
+    """Write ``table`` as Parquet to ``path`` atomically (see :func:`atomic_write`)."""
+    return atomic_write(
+        path, lambda staging: pq.write_table(table, staging, compression=compression)
+    )
+
+
+def atomic_write_bytes(data: bytes, path: Path) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
+    return atomic_write(path, lambda staging: staging.write_bytes(data))
+
+
+def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
+    """Let ``write`` fill a hidden file beside ``path``, fsync it, then rename it into place.
 
     Readers (Spark, chDB, DuckDB) skip names starting with '.' or '_', so the temporary file is
     invisible until the rename, which is atomic within one filesystem.
@@ -35,7 +52,8 @@ def atomic_write_parquet(table: pa.Table, path: Path, compression: str = "zstd")
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        write_parquet_synced(table, staging, compression)
+        write(staging)
+        fsync_file(staging)
         os.replace(staging, path)
     finally:
         staging.unlink(missing_ok=True)

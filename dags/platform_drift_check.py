@@ -1,0 +1,47 @@
+"""Compare every provisioned environment with the code: servers and Helm releases."""
+
+from datetime import timedelta
+
+from airflow.sdk import DAG, task
+
+from adplatform.orchestration import Owner, Tag, dag_defaults
+from adplatform.provisioning import flow
+from adplatform.provisioning.manifest import manifest_structure
+
+MANIFEST = manifest_structure()
+
+DOC = """
+### platform_drift_check
+Every six hours, for each provisioned environment: `tofu plan -detailed-exitcode` against the
+environment's state (exit code 2 means the servers drifted from the code) and a comparison of
+each Helm release's chart version and values with `infra/platform.yaml` and `helm_values/`.
+The report is the `report` task's return value; any drift fails `alert`, which sends the report
+through the alert webhook.
+
+**Owner:** platform-engineering. Only the `platform-admin` role may trigger it.
+
+### Triage
+- *alert* failed: read the drift report in its log. Someone changed the platform by hand, or a
+  merged change was not provisioned: re-run `platform_provision` (plan first) or revert the change.
+- *report* failed: the tofu or helm error names the environment; check its credentials
+  connection and kubeconfig. Runbook: `infra/README.md`.
+"""
+
+with DAG(
+    dag_id="platform_drift_check",
+    schedule=timedelta(hours=6),
+    max_active_runs=1,
+    doc_md=DOC,
+    access_control=flow.ACCESS_CONTROL,
+    **dag_defaults(Owner.PLATFORM, Tag.PROVISIONING, execution_timeout=timedelta(minutes=30)),
+) as dag:
+
+    @task
+    def report(environment: str) -> dict:
+        return flow.drift_report(environment)
+
+    @task
+    def alert(reports: list) -> str:
+        return flow.alert_on_drift(reports)
+
+    alert(report.expand(environment=list(MANIFEST.environments)))

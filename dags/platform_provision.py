@@ -1,0 +1,128 @@
+"""Stand up or update the whole platform: plan, approve, apply, verify."""
+
+from datetime import timedelta
+
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import DAG, Param, TaskGroup, chain, task
+
+from adplatform.orchestration import Owner, Tag, dag_defaults
+from adplatform.provisioning import flow
+from adplatform.provisioning.manifest import manifest_structure
+
+MANIFEST = manifest_structure()  # one small file, re-read only when it changes
+
+DOC = """
+### platform_provision
+Stands up (or brings back in line) one environment of the self-hosted platform from
+`infra/platform.yaml`: servers (OpenTofu), node preparation and K3s (Ansible over SSH), then the
+Helm releases wave by wave, each wave gated by its health checks, then smoke checks.
+
+**Owner:** platform-engineering. Only the `platform-admin` role may trigger it.
+
+**Flow:** validate → plan (saved plan + readable summary) → **approve** (Required actions; no
+answer in 24 h fails the run, it never approves by itself) → apply → wait for SSH → prepare nodes
+→ K3s → kubeconfig → wave 0..n (deploy → health gate) → smoke checks. A re-run with nothing to
+change changes nothing. `dry_run` (default on) plans and renders every step and wave and changes
+nothing.
+
+### Triage
+- *validate* failed: the message names the manifest or values file and key; fix it, re-run.
+- *plan* failed: read the tofu error in the log (credentials: `hcloud_default`/`aws_default`).
+- *wait_for_ssh*/*prepare_nodes*/*install_k3s*: the node named in the error; re-run is safe.
+- *wave_N.health_gate*: the workloads named are not ready; `kubectl -n <ns> get pods`, fix, re-run
+  (installed releases are skipped when unchanged). Runbook: `infra/README.md`.
+"""
+
+with DAG(
+    dag_id="platform_provision",
+    schedule=None,
+    max_active_runs=1,
+    doc_md=DOC,
+    access_control=flow.ACCESS_CONTROL,
+    params={
+        "environment": Param(
+            "local", enum=list(MANIFEST.environments), description="Where to provision."
+        ),
+        "cloud_provider": Param(
+            "existing",
+            enum=["existing", "hcloud", "aws"],
+            description="existing: the servers the ssh_default connection names (local).",
+        ),
+        "components": Param(
+            list(MANIFEST.components),
+            type="array",
+            items={"type": "string", "enum": list(MANIFEST.components)},
+            uniqueItems=True,
+            examples=list(MANIFEST.components),
+            description="Releases to install; their dependencies come along.",
+        ),
+        "dry_run": Param(True, type="boolean", description="Plan and render only; change nothing."),
+    },
+    **dag_defaults(
+        Owner.PLATFORM, Tag.PROVISIONING, retries=1, execution_timeout=timedelta(hours=1)
+    ),
+) as dag:
+
+    @task
+    def validate(params: dict | None = None) -> dict:
+        assert params is not None
+        return flow.validate_request(
+            params["environment"], params["cloud_provider"], params["components"], params["dry_run"]
+        )
+
+    @task
+    def plan(request: dict) -> dict:
+        return flow.plan(request)
+
+    @task
+    def apply(request: dict, planned: dict) -> list:
+        return flow.apply(request, planned)
+
+    @task
+    def wait_for_ssh(request: dict, nodes: list) -> dict:
+        return flow.wait_for_ssh(request, nodes)
+
+    @task
+    def prepare_nodes(request: dict, nodes: list) -> dict:
+        return flow.run_playbook(request, nodes, "node_prepare.yml")
+
+    @task
+    def install_k3s(request: dict, nodes: list) -> dict:
+        return flow.run_playbook(request, nodes, "k3s.yml")
+
+    @task
+    def store_kubeconfig(request: dict, nodes: list) -> str:
+        return flow.store_kubeconfig(request, nodes)
+
+    @task
+    def deploy(request: dict, wave: list) -> list:
+        return flow.deploy_wave(request, wave)
+
+    @task
+    def health_gate(request: dict, wave: list) -> list:
+        return flow.gate_wave(request, wave)
+
+    @task
+    def smoke_checks(request: dict) -> list:
+        return flow.smoke(request)
+
+    request = validate()
+    planned = plan(request)
+    approve = ApprovalOperator(
+        task_id="approve",
+        subject="Apply the platform plan for {{ params.environment }}?",
+        body="```\n{{ ti.xcom_pull(task_ids='plan')['text'] }}\n```",
+        response_timeout=timedelta(hours=24),  # no default: an unanswered request fails
+        fail_on_reject=True,
+    )
+    nodes = apply(request, planned)
+    steps = [
+        wait_for_ssh(request, nodes),
+        prepare_nodes(request, nodes),
+        install_k3s(request, nodes),
+        store_kubeconfig(request, nodes),
+    ]
+    for wave, names in enumerate(MANIFEST.waves()):
+        with TaskGroup(f"wave_{wave}", tooltip=", ".join(names)):
+            steps += [deploy(request, names), health_gate(request, names)]
+    chain(planned, approve, nodes, *steps, smoke_checks(request))

@@ -1,0 +1,101 @@
+"""Upgrade one platform component, with a health gate and automatic rollback."""
+
+from datetime import timedelta
+
+from airflow.sdk import DAG, Param, task
+
+from adplatform.orchestration import Owner, Tag, dag_defaults
+from adplatform.provisioning import flow
+from adplatform.provisioning.manifest import manifest_structure
+
+MANIFEST = manifest_structure()
+
+DOC = """
+### platform_upgrade
+Upgrades one component of `infra/platform.yaml` to a target chart version: pre-flight (the
+version exists in its chart repository, the step is allowed by the component's upgrade policy)
+→ backup Job for stateful components (ClickHouse, PostgreSQL, Redpanda) → `helm upgrade` →
+health gate → on failure, automatic `helm rollback` to the revision before the upgrade → a
+record in `<data root>/provisioning/<environment>/upgrades.jsonl`. A rolled-back upgrade ends
+the run as failed (and alerts). After a successful upgrade, pin the new version in the manifest.
+
+**Owner:** platform-engineering. Only the `platform-admin` role may trigger it.
+
+### Triage
+- *preflight* failed: the message names the version or policy problem; nothing changed.
+- *backup* failed: nothing was upgraded; read the backup Job's pod log.
+- *verdict* failed after *rollback*: the upgrade was rolled back; the record and the gate's
+  details say which workload was unhealthy. Runbook: `infra/README.md`.
+"""
+
+with DAG(
+    dag_id="platform_upgrade",
+    schedule=None,
+    max_active_runs=1,
+    doc_md=DOC,
+    access_control=flow.ACCESS_CONTROL,
+    params={
+        "environment": Param("local", enum=list(MANIFEST.environments)),
+        "component": Param("clickhouse", enum=list(MANIFEST.components)),
+        "target_version": Param(
+            "", type="string", pattern=r"^v?\d+\.\d+\.\d+$", description="Chart version, e.g. 0.3.7"
+        ),
+        "dry_run": Param(
+            True, type="boolean", description="Check and render only; change nothing."
+        ),
+    },
+    **dag_defaults(
+        Owner.PLATFORM, Tag.PROVISIONING, retries=1, execution_timeout=timedelta(hours=1)
+    ),
+) as dag:
+
+    @task
+    def preflight(params: dict | None = None) -> dict:
+        assert params is not None
+        return flow.upgrade_preflight(
+            params["environment"], params["component"], params["target_version"], params["dry_run"]
+        )
+
+    @task
+    def backup(checks: dict, ts_nodash: str | None = None) -> dict:
+        return flow.upgrade_backup(checks, (ts_nodash or "").lower())
+
+    @task
+    def upgrade(checks: dict) -> str:
+        return flow.upgrade_release(checks)
+
+    @task
+    def health_gate(checks: dict) -> dict:
+        return flow.upgrade_gate(checks)
+
+    @task.branch
+    def healthy(gate: dict) -> str:
+        return "record" if gate["healthy"] else "rollback"
+
+    @task
+    def rollback(checks: dict) -> str:
+        return flow.upgrade_rollback(checks)
+
+    @task(trigger_rule="none_failed_min_one_success")
+    def record(checks: dict, gate: dict, run_id: str | None = None) -> dict:
+        from airflow.sdk import get_current_context
+
+        rolled_back = get_current_context()["ti"].xcom_pull(task_ids="rollback")
+        return flow.upgrade_record(checks, gate, rolled_back, run_id or "")
+
+    @task
+    def verdict(entry: dict) -> str:
+        if entry["outcome"] != "upgraded":
+            raise RuntimeError(
+                f"{entry['component']} {entry['to_version']}: {entry['outcome']}: {entry['health']}"
+            )
+        return f"{entry['component']} is at {entry['to_version']}"
+
+    checks = preflight()
+    gate = health_gate(checks)
+    backup(checks) >> upgrade(checks) >> gate
+    rolled_back = rollback(checks)
+    entry = record(checks, gate)
+    healthy(gate) >> [rolled_back, entry]
+    rolled_back >> entry
+    verdict(entry)

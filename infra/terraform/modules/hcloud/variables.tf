@@ -1,0 +1,73 @@
+variable "environment" {
+  description = "Environment name; prefixes every resource and labels it."
+  type        = string
+  validation {
+    condition     = contains(["staging", "production"], var.environment)
+    error_message = "environment must be staging or production (local runs on existing hosts)."
+  }
+}
+
+variable "location" {
+  description = "Hetzner Cloud location of every server (e.g. fsn1, nbg1, hel1)."
+  type        = string
+}
+
+variable "network_zone" {
+  description = "Network zone of the private subnet; must contain the location."
+  type        = string
+  default     = "eu-central"
+}
+
+variable "server_count" {
+  description = "K3s servers (control plane with embedded etcd): 1, or 3 or more for HA."
+  type        = number
+  validation {
+    condition     = var.server_count == 1 || (var.server_count >= 3 && var.server_count % 2 == 1)
+    error_message = "server_count must be 1 or an odd number >= 3 (etcd quorum)."
+  }
+}
+
+variable "agent_count" {
+  description = "K3s agents (workers)."
+  type        = number
+  validation {
+    condition     = var.agent_count >= 0
+    error_message = "agent_count cannot be negative."
+  }
+}
+
+variable "server_type" {
+  description = "Server type of the K3s servers."
+  type        = string
+}
+
+variable "agent_type" {
+  description = "Server type of the K3s agents."
+  type        = string
+}
+
+variable "image" {
+  description = "Operating system image."
+  type        = string
+  default     = "debian-12"
+}
+
+variable "network_cidr" {
+  description = "Private network of the cluster (node-to-node traffic, K3s API, etcd)."
+  type        = string
+  default     = "10.10.0.0/16"
+}
+
+variable "admin_cidrs" {
+  description = "Networks allowed to reach SSH (22) and the Kubernetes API (6443)."
+  type        = list(string)
+  validation {
+    condition     = length(var.admin_cidrs) > 0 && !contains(var.admin_cidrs, "0.0.0.0/0") && !contains(var.admin_cidrs, "::/0")
+    error_message = "admin_cidrs must list the operators' networks; the whole internet is not an admin network."
+  }
+}
+
+variable "ssh_public_key" {
+  description = "Public key installed for the provisioning user (the private key stays in the ssh connection)."
+  type        = string
+}

@@ -1,0 +1,127 @@
+"""A small client for Airflow 3's REST API (v2): what the demo, the CLI and the tests need.
+
+It logs in through ``POST /auth/token`` (JWT) and refreshes the token when it expires.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import httpx
+
+TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+
+
+class AirflowApiError(RuntimeError):
+    pass
+
+
+class AirflowClient:
+    def __init__(self, base_url: str, username: str, password: str, timeout: float = 30) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._credentials = {"username": username, "password": password}
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        self._token: str | None = None
+
+    def _login(self) -> None:
+        response = self._http.post("/auth/token", json=self._credentials)
+        if response.status_code >= 400:
+            raise AirflowApiError(
+                f"Airflow at {self.base_url} refused the login of "
+                f"{self._credentials['username']!r} ({response.status_code}): {response.text}"
+            )
+        self._token = response.json()["access_token"]
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Call ``/api/v2{path}``; raise AirflowApiError with the server's detail on errors."""
+        for attempt in range(2):
+            if self._token is None:
+                self._login()
+            response = self._http.request(
+                method,
+                f"/api/v2{path}",
+                headers={"Authorization": f"Bearer {self._token}"},
+                **kwargs,
+            )
+            if response.status_code == 401 and attempt == 0:  # expired token: log in again
+                self._token = None
+                continue
+            break
+        if response.status_code >= 400:
+            raise AirflowApiError(
+                f"{method} {path} → {response.status_code}: {response.text[:2000]}"
+            )
+        return response.json() if response.content else None
+
+    # -- DAGs ------------------------------------------------------------------------------
+
+    def dag_ids(self) -> set[str]:
+        dags = self.request("GET", "/dags", params={"limit": 1000})["dags"]
+        return {dag["dag_id"] for dag in dags}
+
+    def import_errors(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/importErrors")["import_errors"])
+
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        self.request("PATCH", f"/dags/{dag_id}", json={"is_paused": paused})
+
+    def wait_for_dags(self, dag_ids: Iterable[str], timeout: float = 180) -> None:
+        """Wait until the DAG processor has parsed every one of ``dag_ids``."""
+        wanted = set(dag_ids)
+        deadline = time.monotonic() + timeout
+        while True:
+            missing = wanted - self.dag_ids()
+            if not missing:
+                return
+            errors = self.import_errors()
+            if errors:
+                raise AirflowApiError(
+                    "DAG import errors: "
+                    + "; ".join(f"{e['filename']}: {e['stack_trace'][-300:]}" for e in errors)
+                )
+            if time.monotonic() > deadline:
+                raise AirflowApiError(f"DAGs not parsed after {timeout:.0f}s: {sorted(missing)}")
+            time.sleep(2)
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        run = self.request(
+            "POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}}
+        )
+        return str(run["dag_run_id"])
+
+    def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}"))
+
+    def runs(self, dag_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        return list(
+            self.request(
+                "GET",
+                f"/dags/{dag_id}/dagRuns",
+                params={"limit": limit, "order_by": "-run_after"},
+            )["dag_runs"]
+        )
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        instances = self.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
+        return {ti["task_id"]: ti["state"] for ti in instances["task_instances"]}
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600) -> dict[str, Any]:
+        """Poll a run until it succeeds or fails; returns the final run."""
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.run(dag_id, run_id)
+            if run["state"] in TERMINAL_RUN_STATES:
+                return run
+            if time.monotonic() > deadline:
+                raise AirflowApiError(
+                    f"{dag_id} run {run_id} still {run['state']} after {timeout:.0f}s; "
+                    f"tasks: {self.task_states(dag_id, run_id)}"
+                )
+            time.sleep(2)
+
+    def close(self) -> None:
+        self._http.close()

@@ -1,0 +1,1 @@
+"""ClickHouse: one client from one DSN, versioned migrations, and the idempotent Gold publish."""

@@ -1,0 +1,221 @@
+"""Command lines of the provisioning tools, rendered from the manifest: what runs, and what a
+dry run shows. Pure functions (golden-file tested); paths are relative to the repository root,
+where every command runs."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from adplatform.provisioning.manifest import Component
+from adplatform.settings import REPO_ROOT
+
+TOOLS_BIN = REPO_ROOT / ".tools" / "bin"
+TOFU_CLI_CONFIG = REPO_ROOT / ".tools" / "tofu.rc"
+TERRAFORM_DIR = Path("infra/terraform")
+ANSIBLE_DIR = Path("infra/ansible")
+
+
+class ToolError(RuntimeError):
+    """A provisioning tool is missing or failed; the message names the command and its output."""
+
+
+def tool(name: str) -> str:
+    """Absolute path of a tool that `make setup` builds into .tools/bin (or the venv's)."""
+    for candidate in (TOOLS_BIN / name, Path(sys.executable).parent / name):
+        if candidate.exists():
+            return str(candidate)
+    raise ToolError(f"{name} not found in {TOOLS_BIN}: run `make setup` to build it")
+
+
+@dataclass(frozen=True)
+class Command:
+    """One tool invocation: argv[0] is the tool's name, resolved to .tools/bin when run."""
+
+    argv: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def __str__(self) -> str:
+        return shlex.join(self.argv)
+
+    def run(
+        self, *, ok_codes: tuple[int, ...] = (0,), timeout: float = 3600
+    ) -> subprocess.CompletedProcess[str]:
+        """Run in the repository root; raise ToolError naming the command on another exit code."""
+        import os
+
+        argv = [tool(self.argv[0]), *self.argv[1:]]
+        result = subprocess.run(
+            argv,
+            cwd=REPO_ROOT,
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if result.returncode not in ok_codes:
+            raise ToolError(
+                f"`{self}` exited with {result.returncode}:\n{result.stderr[-4000:] or result.stdout[-4000:]}"
+            )
+        return result
+
+
+# --- Helm -------------------------------------------------------------------------------------
+
+
+def chart_reference(component: Component) -> tuple[str, ...]:
+    if component.repository.startswith("oci://"):
+        return (f"{component.repository.rstrip('/')}/{component.chart}",)
+    return (component.chart, "--repo", component.repository)
+
+
+def helm_upgrade(
+    component: Component, environment: str, *, version: str | None = None, dry_run: bool = False
+) -> Command:
+    """Install or upgrade a release: idempotent, waits for readiness, keeps 10 revisions."""
+    values = [v.format(environment=environment) for v in component.values]
+    return Command(
+        (
+            "helm",
+            "upgrade",
+            "--install",
+            component.release,
+            *chart_reference(component),
+            "--version",
+            version or component.version,
+            "--namespace",
+            component.namespace,
+            "--create-namespace",
+            *(arg for path in values for arg in ("--values", path)),
+            "--wait",
+            "--timeout",
+            f"{component.health.timeout_seconds}s",
+            "--history-max",
+            "10",
+            *(("--dry-run=server",) if dry_run else ()),
+        )
+    )
+
+
+def helm_rollback(component: Component, revision: int | str) -> Command:
+    return Command(
+        (
+            "helm",
+            "rollback",
+            component.release,
+            str(revision),
+            "--namespace",
+            component.namespace,
+            "--wait",
+            "--timeout",
+            f"{component.health.timeout_seconds}s",
+        )
+    )
+
+
+def helm_history(component: Component) -> Command:
+    return Command(
+        ("helm", "history", component.release, "--namespace", component.namespace, "-o", "json")
+    )
+
+
+def helm_get_values(component: Component) -> Command:
+    return Command(
+        (
+            "helm",
+            "get",
+            "values",
+            component.release,
+            "--namespace",
+            component.namespace,
+            "-o",
+            "json",
+        )
+    )
+
+
+def helm_show_chart(component: Component, version: str) -> Command:
+    return Command(("helm", "show", "chart", *chart_reference(component), "--version", version))
+
+
+# --- Terraform / OpenTofu -------------------------------------------------------------------------
+
+
+def terraform_root(cloud: str) -> Path:
+    return TERRAFORM_DIR / cloud
+
+
+def terraform_var_file(environment: str, cloud: str) -> str:
+    return f"../environments/{environment}/{cloud}.tfvars"
+
+
+def terraform_init(cloud: str, state_file: Path) -> Command:
+    return Command(
+        (
+            "tofu",
+            f"-chdir={terraform_root(cloud)}",
+            "init",
+            "-input=false",
+            "-reconfigure",
+            f"-backend-config=path={state_file}",
+        )
+    )
+
+
+def terraform_plan(
+    environment: str,
+    cloud: str,
+    plan_file: Path,
+    variables: dict[str, str],
+    *,
+    detailed_exitcode: bool = False,
+) -> Command:
+    return Command(
+        (
+            "tofu",
+            f"-chdir={terraform_root(cloud)}",
+            "plan",
+            "-input=false",
+            "-lock-timeout=5m",
+            f"-var-file={terraform_var_file(environment, cloud)}",
+            *(f"-var={name}={value}" for name, value in sorted(variables.items())),
+            f"-out={plan_file}",
+            *(("-detailed-exitcode",) if detailed_exitcode else ()),
+        )
+    )
+
+
+def terraform_show(cloud: str, plan_file: Path) -> Command:
+    return Command(("tofu", f"-chdir={terraform_root(cloud)}", "show", "-json", str(plan_file)))
+
+
+def terraform_apply(cloud: str, plan_file: Path) -> Command:
+    return Command(
+        ("tofu", f"-chdir={terraform_root(cloud)}", "apply", "-input=false", str(plan_file))
+    )
+
+
+def terraform_output(cloud: str) -> Command:
+    return Command(("tofu", f"-chdir={terraform_root(cloud)}", "output", "-json", "nodes"))
+
+
+# --- Ansible ----------------------------------------------------------------------------------
+
+
+def ansible_playbook(
+    playbook: str, inventory: Path, extra_vars_file: Path | None, *, check: bool
+) -> Command:
+    return Command(
+        (
+            "ansible-playbook",
+            "-i",
+            str(inventory),
+            str(ANSIBLE_DIR / playbook),
+            *(("--extra-vars", f"@{extra_vars_file}") if extra_vars_file else ()),
+            *(("--check", "--diff") if check else ()),
+        )
+    )

@@ -1,0 +1,181 @@
+"""Servers: a saved Terraform/OpenTofu plan with a readable summary, its apply, drift checks,
+and the node inventory the later steps (SSH, Ansible, K3s) work on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from adplatform.provisioning import commands
+from adplatform.provisioning.commands import Command, ToolError
+from adplatform.settings import Settings
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    role: str  # "server" or "agent"
+    host: str
+    port: int = 22
+    private_ip: str = ""
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    environment: str
+    cloud: str
+    plan_file: str
+    create: list[str]
+    update: list[str]
+    delete: list[str]
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.create or self.update or self.delete)
+
+    def text(self) -> str:
+        if self.cloud == "existing":
+            return f"{self.environment}: existing servers, no infrastructure to change."
+        if not self.changes:
+            return f"{self.environment} on {self.cloud}: no changes; the servers match the code."
+        lines = [
+            f"{self.environment} on {self.cloud}: {len(self.create)} to create, "
+            f"{len(self.update)} to change, {len(self.delete)} to destroy."
+        ]
+        for verb, addresses in (("+", self.create), ("~", self.update), ("-", self.delete)):
+            lines += [f"  {verb} {address}" for address in addresses]
+        return "\n".join(lines)
+
+
+class Workspace:
+    """One environment on one cloud: its state, plan files and credentials."""
+
+    def __init__(self, settings: Settings, environment: str, cloud: str) -> None:
+        self.settings, self.environment, self.cloud = settings, environment, cloud
+        self.home = settings.provisioning_dir / environment
+        self.state_file = self.home / f"{cloud}.tfstate"
+        self.plan_file = self.home / f"{cloud}.tfplan"
+
+    def _env(self) -> dict[str, str]:
+        env = {
+            "TF_CLI_CONFIG_FILE": str(commands.TOFU_CLI_CONFIG),
+            "TF_DATA_DIR": str(self.home / f".terraform-{self.cloud}"),
+            "TF_IN_AUTOMATION": "1",
+            "TF_INPUT": "0",
+        }
+        return env | cloud_credentials(self.cloud)
+
+    def _run(self, command: Command, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        return Command(command.argv, env=self._env()).run(**kwargs)
+
+    def variables(self) -> dict[str, str]:
+        cidrs = [c.strip() for c in self.settings.platform_admin_cidrs.split(",") if c.strip()]
+        return {
+            "admin_cidrs": json.dumps(cidrs),
+            "ssh_public_key": provisioning_key(self.settings, self.environment)
+            .with_suffix(".pub")
+            .read_text()
+            .strip(),
+        }
+
+    def plan(self, *, detailed_exitcode: bool = False) -> tuple[PlanSummary, int]:
+        """Init and plan into a saved plan file; returns the summary and plan's exit code."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        self._run(commands.terraform_init(self.cloud, self.state_file.resolve()))
+        result = self._run(
+            commands.terraform_plan(
+                self.environment,
+                self.cloud,
+                self.plan_file.resolve(),
+                self.variables(),
+                detailed_exitcode=detailed_exitcode,
+            ),
+            ok_codes=(0, 2) if detailed_exitcode else (0,),
+        )
+        shown = self._run(commands.terraform_show(self.cloud, self.plan_file.resolve()))
+        return summarize_plan(json.loads(shown.stdout), self), result.returncode
+
+    def apply(self) -> list[Node]:
+        self._run(commands.terraform_apply(self.cloud, self.plan_file.resolve()))
+        return self.nodes()
+
+    def nodes(self) -> list[Node]:
+        raw = json.loads(self._run(commands.terraform_output(self.cloud)).stdout)
+        return [Node(n["name"], n["role"], n["public_ipv4"], 22, n["private_ipv4"]) for n in raw]
+
+
+def summarize_plan(plan: dict[str, Any], workspace: Workspace) -> PlanSummary:
+    """The resource changes of `tofu show -json`, grouped as a person reads a plan."""
+    groups: dict[str, list[str]] = {"create": [], "update": [], "delete": []}
+    for change in plan.get("resource_changes", []):
+        actions = change["change"]["actions"]
+        if actions == ["no-op"] or actions == ["read"]:
+            continue
+        if "delete" in actions and "create" in actions:  # replace
+            groups["delete"].append(change["address"])
+            groups["create"].append(change["address"])
+        else:
+            for action in actions:
+                groups[action].append(change["address"])
+    return PlanSummary(
+        workspace.environment,
+        workspace.cloud,
+        str(workspace.plan_file),
+        **{k: sorted(v) for k, v in groups.items()},
+    )
+
+
+def cloud_credentials(cloud: str) -> dict[str, str]:
+    """The cloud's credentials as the provider's environment variables, from its connection."""
+    from airflow.sdk import BaseHook
+
+    if cloud == "hcloud":
+        return {"HCLOUD_TOKEN": BaseHook.get_connection("hcloud_default").password or ""}
+    if cloud == "aws":
+        conn = BaseHook.get_connection("aws_default")
+        return {"AWS_ACCESS_KEY_ID": conn.login or "", "AWS_SECRET_ACCESS_KEY": conn.password or ""}
+    return {}
+
+
+def provisioning_key(settings: Settings, environment: str) -> Path:
+    """The environment's SSH key: ADP_SSH_KEY_FILE if set, else one generated once per
+    environment under the data root (its public half is what Terraform installs)."""
+    if settings.ssh_key_file:
+        return settings.ssh_key_file
+    key = settings.provisioning_dir / environment / "id_ed25519"
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                f"adplatform-{environment}",
+                "-f",
+                str(key),
+            ],
+            check=True,
+        )
+    return key
+
+
+def existing_nodes(settings: Settings) -> list[Node]:
+    """The environment of existing servers: the host the ssh_default connection names."""
+    return [Node("local-1", "server", settings.ssh_host, settings.ssh_port, settings.ssh_host)]
+
+
+def plan_infrastructure(settings: Settings, environment: str, cloud: str) -> dict[str, Any]:
+    if cloud == "existing":
+        return asdict(PlanSummary(environment, cloud, "", [], [], []))
+    try:
+        summary, _ = Workspace(settings, environment, cloud).plan()
+    except ToolError as error:
+        raise ToolError(f"terraform plan for {environment} on {cloud} failed: {error}") from None
+    return asdict(summary)

@@ -1,0 +1,57 @@
+"""Ansible over SSH against a real sshd on loopback: syntax, a real node-preparation run that a
+second run leaves unchanged, and the SSHHook/SSHOperator path the DAGs use."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from adplatform.provisioning import commands
+from adplatform.provisioning.infrastructure import Node
+from adplatform.provisioning.nodes import Access, run_playbook, wait_for_ssh, write_inventory
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def target(sshd, tmp_path_factory):
+    access = Access(sshd.user, sshd.key_file, sshd.known_hosts)
+    node = Node("node-1", "server", sshd.host, sshd.port)
+    inventory = write_inventory(
+        [node], access, tmp_path_factory.mktemp("ansible") / "inventory.yaml"
+    )
+    return node, access, inventory
+
+
+@pytest.mark.parametrize("playbook", ["node_prepare.yml", "k3s.yml"])
+def test_playbooks_pass_the_syntax_check(target, playbook):
+    _, _, inventory = target
+    command = commands.ansible_playbook(playbook, inventory, None, check=False)
+    commands.Command((*command.argv, "--syntax-check")).run()
+
+
+def test_the_sshhook_reaches_the_node(target):
+    node, access, _ = target
+    assert wait_for_ssh([node], access, timeout=30)["node-1"]
+
+
+def test_the_sshoperator_runs_a_command_on_the_node(target):
+    from airflow.providers.ssh.operators.ssh import SSHOperator
+
+    from adplatform.provisioning.nodes import ssh_hook
+
+    node, access, _ = target
+    probe = SSHOperator(task_id="probe", ssh_hook=ssh_hook(node, access), command="id -un")
+    output = probe.execute(context={})  # base64, as it is pushed to XCom
+    assert base64.b64decode(output).decode().strip() == "root"
+
+
+def test_node_preparation_is_applied_then_idempotent(target):
+    _node, _access, inventory = target
+    first = run_playbook("node_prepare.yml", inventory, check=False)
+    second = run_playbook("node_prepare.yml", inventory, check=False)
+    assert first.failed == {"node-1": 0}
+    assert second.changed == {"node-1": 0}, second.messages
+    # This machine has no cpufreq: the play says so instead of failing.
+    assert any("CPU governor" in message for message in second.messages)
