@@ -17,7 +17,7 @@ from adplatform.broker import producer_config
 from adplatform.events.catalog import build_catalog
 from adplatform.events.generator import CORRUPTIONS, TrafficSimulator
 from adplatform.events.schema import Reason
-from adplatform.ingest.commitlog import PartitionLog
+from adplatform.ingest.commitlog import IngestError, PartitionLog
 from adplatform.ingest.replay import replay_partition
 from adplatform.ingest.worker import IngestOptions, IngestWorker
 from adplatform.lakehouse.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
@@ -39,11 +39,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _staged_attempts(settings) -> int:
-    return sum(
-        len(list(PartitionLog(settings.lake_root, settings.events_topic, p).staging.glob("*")))
-        for p in range(PARTITIONS)
-        if PartitionLog(settings.lake_root, settings.events_topic, p).staging.exists()
-    )
+    """Batches left in staging: written (and perhaps committed) but not published."""
+    logs = [PartitionLog(settings.lake_root, settings.events_topic, p) for p in range(PARTITIONS)]
+    return sum(len(list(log.staging.glob("*"))) for log in logs if log.staging.exists())
 
 
 def test_sigkill_at_random_points_while_producing_loses_and_duplicates_nothing(
@@ -131,9 +129,7 @@ def test_two_workers_started_by_mistake_in_different_groups_still_ingest_once(
 def _malformed_corpus() -> list[tuple[bytes | None, Reason | None]]:
     """Valid events, every corruption the generator knows (one per reason code) applied to
     each event type, and inputs no generator makes: a tombstone, empty and binary payloads."""
-    from tests.ingest.conftest import traffic as recent
-
-    config = recent(200, malformed_rate=0.0)
+    config = traffic(200, malformed_rate=0.0)
     decode = msgspec.json.decode
     events = {}
     for message in TrafficSimulator(config, build_catalog(config.seed)).messages():
@@ -218,6 +214,8 @@ def test_replay_restores_deleted_files_and_never_double_counts(ingest_settings, 
     from_time = replay_partition(ingest_settings, 1, from_time=traffic(1).start)
     assert from_time.ranges == first.ranges
     assert_exactly_once(ingest_settings, ledger)
+    with pytest.raises(IngestError, match=f"has no partition {PARTITIONS}: choose one of 0..3"):
+        replay_partition(ingest_settings, PARTITIONS, from_offset=0)
 
 
 def test_status_reports_positions_counts_and_lag(ingest_settings, tmp_path, worker_dir):

@@ -65,6 +65,11 @@ def replay_partition(
     plog = PartitionLog(settings.lake_root, topic, partition)
     consumer = Consumer(config)
     try:
+        partitions = consumer.list_topics(topic, timeout=15).topics[topic].partitions
+        if partition not in partitions:
+            raise IngestError(
+                f"{topic} has no partition {partition}: choose one of 0..{len(partitions) - 1}"
+            )
         if from_time is not None:
             from_offset = _offset_at(consumer, topic, partition, from_time)
         assert from_offset is not None
