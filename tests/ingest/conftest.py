@@ -128,22 +128,42 @@ class Worker:
         return dict(json.loads(self.output.read_text()))
 
 
-def start_worker(settings: Settings, directory: Path, *args: str) -> Worker:
-    directory.mkdir(parents=True, exist_ok=True)
-    name = uuid.uuid4().hex[:8]
-    log, output = directory / f"worker-{name}.log", directory / f"worker-{name}.json"
-    with log.open("wb") as stderr, output.open("wb") as stdout:
-        process = subprocess.Popen(
-            [ADPLATFORM, "ingest", "run", "--no-progress", "--json", *args],
-            stdout=stdout,
-            stderr=stderr,
-            env=os.environ | settings.environment(),
-        )
-    return Worker(process, log, output)
+class Workers:
+    """Starts ``adplatform ingest run`` processes; the fixture kills any left at teardown."""
+
+    def __init__(self, settings: Settings, directory: Path) -> None:
+        self.settings = settings
+        self.directory = directory
+        self.started: list[Worker] = []
+
+    def start(self, *args: str) -> Worker:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = uuid.uuid4().hex[:8]
+        log = self.directory / f"worker-{name}.log"
+        output = self.directory / f"worker-{name}.json"
+        with log.open("wb") as stderr, output.open("wb") as stdout:
+            process = subprocess.Popen(
+                [ADPLATFORM, "ingest", "run", "--no-progress", "--json", *args],
+                stdout=stdout,
+                stderr=stderr,
+                env=os.environ | self.settings.environment(),
+            )
+        self.started.append(Worker(process, log, output))
+        return self.started[-1]
+
+    def drain(self) -> dict[str, Any]:
+        """A bounded worker run until the whole topic is ingested; its metrics."""
+        return self.start("--until-caught-up", "--max-seconds", "240").finish()
 
 
-def drain(settings: Settings, directory: Path) -> dict[str, Any]:
-    return start_worker(settings, directory, "--until-caught-up", "--max-seconds", "240").finish()
+@pytest.fixture
+def workers(ingest_settings: Settings, tmp_path: Path) -> Iterator[Workers]:
+    started = Workers(ingest_settings, tmp_path / "workers")
+    yield started
+    for worker in started.started:
+        if worker.process.poll() is None:
+            worker.process.kill()
+            worker.process.wait()
 
 
 def wait_until_ingested(
@@ -227,8 +247,3 @@ def assert_exactly_once(settings: Settings, ledger: pa.Table) -> None:
     assert all(e.consumed == e.accepted + e.quarantined for e in entries)
     assert sum(e.accepted for e in entries) == bronze.num_rows
     assert sum(e.quarantined for e in entries) == quarantine.num_rows
-
-
-@pytest.fixture
-def worker_dir(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path / "workers"

@@ -26,10 +26,8 @@ from tests.ingest.conftest import (
     PARTITIONS,
     Producing,
     assert_exactly_once,
-    drain,
     produce,
     read_table,
-    start_worker,
     stop,
     traffic,
     wait_until_ingested,
@@ -45,7 +43,7 @@ def _staged_attempts(settings) -> int:
 
 
 def test_sigkill_at_random_points_while_producing_loses_and_duplicates_nothing(
-    ingest_settings, tmp_path, worker_dir
+    ingest_settings, tmp_path, workers
 ):
     rng = random.Random(20261127)
     producing = Producing(ingest_settings, traffic(30_000), tmp_path / "ledger.parquet", 4_000)
@@ -53,7 +51,7 @@ def test_sigkill_at_random_points_while_producing_loses_and_duplicates_nothing(
     while kills < 20 or producing.running():
         # The same static member each time, as a restarted pod: it gets its partitions back
         # at once instead of after the dead member's session times out.
-        worker = start_worker(ingest_settings, worker_dir, "--instance-id", "chaos")
+        worker = workers.start("--instance-id", "chaos")
         assert worker.wait_until_assigned(), worker.log.read_text()[-2000:]
         time.sleep(rng.uniform(0.0, 1.5))
         worker.process.kill()
@@ -61,7 +59,7 @@ def test_sigkill_at_random_points_while_producing_loses_and_duplicates_nothing(
         kills += 1
         killed_mid_batch += _staged_attempts(ingest_settings) > 0
     ledger = producing.join()
-    metrics = drain(ingest_settings, worker_dir)
+    metrics = workers.drain()
     assert metrics["lag"] and not any(metrics["lag"].values())
     assert_exactly_once(ingest_settings, ledger)
     # The kills did land between writing a batch and publishing it, not only in idle moments.
@@ -69,10 +67,10 @@ def test_sigkill_at_random_points_while_producing_loses_and_duplicates_nothing(
 
 
 def test_a_broker_restart_in_the_middle_of_a_run_loses_and_duplicates_nothing(
-    ingest_settings, local_stack, tmp_path, worker_dir
+    ingest_settings, local_stack, tmp_path, workers
 ):
     producing = Producing(ingest_settings, traffic(12_000), tmp_path / "ledger.parquet", 3_000)
-    worker = start_worker(ingest_settings, worker_dir)
+    worker = workers.start()
     assert worker.wait_until_assigned()
     time.sleep(3)
     broker = local_stack.services["kafka"]
@@ -88,13 +86,13 @@ def test_a_broker_restart_in_the_middle_of_a_run_loses_and_duplicates_nothing(
 
 
 def test_two_workers_in_one_group_share_the_partitions_exactly_once(
-    ingest_settings, tmp_path, worker_dir
+    ingest_settings, tmp_path, workers
 ):
     producing = Producing(ingest_settings, traffic(12_000), tmp_path / "ledger.parquet", 4_000)
-    first = start_worker(ingest_settings, worker_dir)
+    first = workers.start()
     assert first.wait_until_assigned()
     time.sleep(2)
-    second = start_worker(ingest_settings, worker_dir)  # joins mid-stream: a rebalance
+    second = workers.start()  # joins mid-stream: a rebalance
     ledger = producing.join()
     wait_until_ingested(ingest_settings, ledger, [first, second])
     stop([first, second])
@@ -110,19 +108,16 @@ def test_two_workers_in_one_group_share_the_partitions_exactly_once(
 
 
 def test_two_workers_started_by_mistake_in_different_groups_still_ingest_once(
-    ingest_settings, tmp_path, worker_dir
+    ingest_settings, tmp_path, workers
 ):
     producing = Producing(ingest_settings, traffic(12_000), tmp_path / "ledger.parquet", 4_000)
-    workers = [
-        start_worker(ingest_settings, worker_dir, "--group-id", group)
-        for group in ("ingest-blue", "ingest-green")
-    ]
+    running = [workers.start("--group-id", group) for group in ("ingest-blue", "ingest-green")]
     ledger = producing.join()
-    wait_until_ingested(ingest_settings, ledger, workers)
-    stop(workers)
+    wait_until_ingested(ingest_settings, ledger, running)
+    stop(running)
     assert_exactly_once(ingest_settings, ledger)
     # Both read every partition: ranges were contested, and each went to one of them.
-    lost = sum(w.log.read_text().count("committed by another writer") for w in workers)
+    lost = sum(w.log.read_text().count("committed by another writer") for w in running)
     assert lost > 0
 
 
@@ -218,7 +213,7 @@ def test_replay_restores_deleted_files_and_never_double_counts(ingest_settings, 
         replay_partition(ingest_settings, PARTITIONS, from_offset=0)
 
 
-def test_status_reports_positions_counts_and_lag(ingest_settings, tmp_path, worker_dir):
+def test_status_reports_positions_counts_and_lag(ingest_settings, tmp_path, workers):
     ledger = produce(ingest_settings, traffic(3_000), tmp_path)
     env = os.environ | ingest_settings.environment()
 
@@ -231,7 +226,7 @@ def test_status_reports_positions_counts_and_lag(ingest_settings, tmp_path, work
     before = status()
     assert sum(row["lag"] for row in before) == ledger.num_rows
     assert all(row["commits"] == 0 for row in before)
-    metrics = drain(ingest_settings, worker_dir)
+    metrics = workers.drain()
     after = status()
     assert sum(row["lag"] for row in after) == 0
     assert sum(row["accepted"] for row in after) == metrics["accepted"]
