@@ -7,6 +7,7 @@ serializing and accounting for the traffic.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import Producer
@@ -21,7 +22,7 @@ from benchmarks.harness import Context, Result, timed
 REQUESTS = 250_000
 
 
-def _bare_produce(settings, topic: str, payloads: list[tuple[bytes, bytes]]) -> None:
+def _bare_produce(settings, topic: str, payloads: Iterable[tuple[bytes, bytes]]) -> None:
     producer = Producer(producer_config(settings))
     for key, payload in payloads:
         while True:

@@ -27,6 +27,7 @@ class _Cli(click.Group):
         from adplatform.broker import BrokerUnreachable
         from adplatform.clickhouse.client import ClickHouseError
         from adplatform.events.producer import DeliveryFailed
+        from adplatform.ingest.commitlog import IngestError
         from adplatform.localstack import StackError
         from adplatform.reporting.reports import ReportError
         from ml.errors import CtrModelError
@@ -41,6 +42,7 @@ class _Cli(click.Group):
             CtrModelError,
             ClickHouseError,
             ReportError,
+            IngestError,
         ) as error:
             console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
             sys.exit(1)
@@ -205,6 +207,193 @@ def generate(
         f"produced {summary.messages:,} messages to {settings.events_topic} in "
         f"{summary.seconds:.1f}s ({summary.rate:,.0f}/s): {summary.valid:,} valid events, "
         f"{summary.duplicates:,} duplicates, {summary.malformed:,} malformed"
+    )
+
+
+@cli.group()
+def ingest() -> None:
+    """Kafka → Bronze ingest: run a worker, see where it stands, replay a partition."""
+
+
+@ingest.command("run")
+@click.option("--max-events", type=click.IntRange(min=1), help="Stop after reading this many.")
+@click.option("--max-seconds", type=click.FloatRange(min=1), help="Stop after this long.")
+@click.option(
+    "--until-caught-up", is_flag=True, help="Stop once the assigned partitions are ingested."
+)
+@click.option("--group-id", help="Consumer group [default: ADP_INGEST_GROUP_ID].")
+@click.option("--instance-id", help="Static group membership id [default: ADP_INGEST_INSTANCE_ID].")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's metrics as JSON.")
+@click.option("--no-progress", is_flag=True, help="No progress display (for logs).")
+def ingest_run(
+    max_events: int | None,
+    max_seconds: float | None,
+    until_caught_up: bool,
+    group_id: str | None,
+    instance_id: str | None,
+    as_json: bool,
+    no_progress: bool,
+) -> None:
+    """Ingest the events topic into Bronze (and quarantine), exactly once.
+
+    Without a limit it runs until stopped, like a production worker; run several (with the same
+    group) to share the partitions. Stopping it at any instant, even with kill -9, loses and
+    duplicates nothing: the next run resumes from the commit log.
+    """
+    import json
+    import logging
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from adplatform.ingest.worker import IngestOptions, IngestWorker, RunMetrics
+
+    settings = get_settings()
+    overrides: dict[str, Any] = {
+        "max_events": max_events,
+        "max_seconds": max_seconds,
+        "until_caught_up": until_caught_up,
+    }
+    if group_id:
+        overrides["group_id"] = group_id
+    if instance_id:
+        overrides["instance_id"] = instance_id
+    options = IngestOptions.from_settings(settings, **overrides)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=no_progress,
+    )
+    task = progress.add_task(f"[bold]ingesting[/] {settings.events_topic}: waiting for partitions")
+
+    def show(metrics: RunMetrics) -> None:
+        progress.update(
+            task,
+            description=f"[bold]ingesting[/] {settings.events_topic}: {metrics.consumed:,} "
+            f"consumed, {metrics.accepted:,} accepted, {metrics.quarantined:,} quarantined, "
+            f"{metrics.rate:,.0f}/s, lag {sum(metrics.lag.values()):,}",
+        )
+
+    with progress:
+        metrics = IngestWorker(settings, options, on_progress=show).run()
+    if as_json:
+        click.echo(json.dumps(metrics.as_dict()))
+        return
+    console.print(
+        f"ingested {metrics.consumed:,} messages from {settings.events_topic} in "
+        f"{metrics.seconds:.1f}s ({metrics.rate:,.0f}/s): {metrics.accepted:,} to Bronze, "
+        f"{metrics.quarantined:,} quarantined; lag {sum(metrics.lag.values()):,}"
+    )
+    for reason, count in sorted(metrics.by_reason.items()):
+        console.print(f"  quarantined {reason}: {count:,}")
+
+
+@ingest.command("status")
+@click.option("--group-id", help="Consumer group [default: ADP_INGEST_GROUP_ID].")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def ingest_status(group_id: str | None, as_json: bool) -> None:
+    """Per partition: committed position, lag, Bronze and quarantine rows."""
+    import json
+
+    from adplatform.ingest.status import ingest_status as partition_status
+
+    settings = get_settings()
+    with console.status("reading the commit log and the topic..."):
+        rows = partition_status(settings, group_id or settings.ingest_group_id)
+    if as_json:
+        click.echo(json.dumps([row.as_dict() for row in rows]))
+        return
+    table = Table(
+        "part",
+        "committed",
+        "group",
+        "topic end",
+        "lag",
+        "bronze",
+        "quarantine",
+        "pending",
+        "last commit",
+        title=f"{settings.events_topic} → {settings.lake_root} (offsets; rows; UTC)",
+    )
+    for row in rows:
+        last = (
+            datetime.fromtimestamp(row.last_commit_ms / 1000, UTC).strftime("%m-%d %H:%M:%S")
+            if row.last_commit_ms
+            else "-"
+        )
+        table.add_row(
+            str(row.partition),
+            f"{row.committed_end:,}",
+            "-" if row.group_offset is None else f"{row.group_offset:,}",
+            f"{row.log_end:,}",
+            f"{row.lag:,}",
+            f"{row.accepted:,}",
+            f"{row.quarantined:,}",
+            str(row.unpublished),
+            last,
+        )
+    table.add_row(
+        "all",
+        "",
+        "",
+        "",
+        f"{sum(r.lag for r in rows):,}",
+        f"{sum(r.accepted for r in rows):,}",
+        f"{sum(r.quarantined for r in rows):,}",
+        str(sum(r.unpublished for r in rows)),
+        "",
+        style="bold",
+    )
+    console.print(table)
+    console.print(
+        "pending: ranges committed by a stopped worker, published by the next one to start",
+        style="dim",
+    )
+
+
+@ingest.command("replay")
+@click.option("--partition", type=click.IntRange(min=0), required=True)
+@click.option("--from-offset", type=click.IntRange(min=0), help="First offset to re-ingest.")
+@click.option("--from-time", help="Or the first message at or after this UTC time.")
+def ingest_replay(partition: int, from_offset: int | None, from_time: str | None) -> None:
+    """Re-ingest a partition's committed offsets from Kafka, replacing their files.
+
+    Never duplicates: each committed range is rewritten under the same file names, so running
+    a replay twice, or while the worker runs, counts every message once. Use it to restore
+    damaged Bronze files or to re-derive verdicts after a validator fix.
+    """
+    from rich.progress import Progress
+
+    from adplatform.ingest.commitlog import Entry
+    from adplatform.ingest.replay import replay_partition
+
+    if (from_offset is None) == (from_time is None):
+        raise click.UsageError("give exactly one of --from-offset and --from-time")
+    settings = get_settings()
+    when = _parse_start(from_time) if from_time else None
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"replaying partition {partition}", total=None)
+
+        def advance(_entry: Entry, total: int) -> None:
+            progress.update(task, total=total, advance=1)
+
+        result = replay_partition(
+            settings, partition, from_offset=from_offset, from_time=when, on_range=advance
+        )
+    if not result.ranges:
+        console.print(
+            f"nothing committed at or after offset {result.first_offset} of partition "
+            f"{partition} yet; the ingest worker will ingest it"
+        )
+        return
+    console.print(
+        f"replayed partition {partition} offsets {result.first_offset:,}..{result.end_offset - 1:,}"
+        f" ({result.ranges} committed ranges, {result.messages:,} messages): "
+        f"{result.accepted:,} in Bronze, {result.quarantined:,} quarantined; "
+        f"{result.changed} ranges changed verdicts, {result.files_removed} files removed"
     )
 
 

@@ -90,6 +90,16 @@ class Settings(BaseSettings):
     max_event_age_days: int = Field(14, ge=1)
     max_event_future_seconds: int = Field(3600, ge=0)
 
+    # Ingest (events topic -> Bronze): workers in this consumer group share the partitions; a
+    # batch (whichever limit comes first) becomes one commit, and its files, per partition. Larger
+    # batches make fewer, bigger files; memory grows with them, never with the backlog.
+    ingest_group_id: str = "adplatform-bronze-ingest"
+    # Static group membership (production: the StatefulSet pod name): a restarted worker takes
+    # its partitions back at once instead of after the session timeout. Empty: dynamic.
+    ingest_instance_id: str = ""
+    ingest_batch_events: int = Field(100_000, ge=1)
+    ingest_batch_seconds: float = Field(10.0, gt=0)
+
     # Where failure alerts are POSTed (Slack-compatible JSON); empty: alerts are only logged.
     alert_webhook_url: SecretStr = SecretStr("")
 

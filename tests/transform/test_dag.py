@@ -23,7 +23,7 @@ from adplatform.events.generator import TrafficConfig, TrafficSimulator
 from adplatform.lakehouse.partitions import data_files
 from adplatform.lakehouse.tables import BRONZE_EVENTS, GOLD_CTR_TRAINING, GOLD_HOURLY_PERFORMANCE
 from adplatform.orchestration import SPARK_POOL
-from adplatform.settings import REPO_ROOT, load_settings
+from adplatform.settings import REPO_ROOT, get_settings, load_settings
 from adplatform.transform.spark import spark_conf
 from tests.conftest import run_dag
 from tests.transform.bronze import write_bronze
@@ -31,20 +31,25 @@ from tests.transform.run import read_table
 
 DAG_ID = "ad_lakehouse_transform"
 PUBLISHED = {"silver_ad_events", "gold_hourly_performance", "gold_ctr_training"}
-# A day of our own, recent enough for the validator, away from other tests' traffic.
+# A day recent enough for the validator.
 START = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=5)
 
 
 @pytest.fixture(scope="module")
-def lake(stack_env, airflow_db):
-    """Two hours of generated traffic in Bronze, and spark-submit on PATH (from the venv)."""
-    saved_path = os.environ["PATH"]
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{saved_path}"
+def lake(stack_env, airflow_db, tmp_path_factory):
+    """Two hours of generated traffic in a Bronze of this module's own (other tests' Bronze
+    would change what a scheduled run plans), and spark-submit on PATH (from the venv)."""
+    saved = {name: os.environ[name] for name in ("PATH", "ADP_DATA_ROOT")}
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{saved['PATH']}"
+    os.environ["ADP_DATA_ROOT"] = str(tmp_path_factory.mktemp("transform-dag"))
+    get_settings.cache_clear()
+    settings = get_settings()
     config = TrafficConfig(seed=11, start=START, hours=2, requests=400)
     payloads = [m.payload for m in TrafficSimulator(config, build_catalog(11)).messages()]
-    write_bronze(stack_env, payloads, ingested_at=datetime.now(UTC), batch="dag-test")
-    yield stack_env
-    os.environ["PATH"] = saved_path
+    write_bronze(settings, payloads, ingested_at=datetime.now(UTC), batch="dag-test")
+    yield settings
+    os.environ.update(saved)
+    get_settings.cache_clear()
 
 
 def states(run) -> dict[str, str]:
@@ -58,10 +63,6 @@ def asset_events(run) -> set[str]:
     with create_session() as session:
         events = session.query(AssetEvent).filter(AssetEvent.source_run_id == run.run_id).all()
         return {event.asset.name for event in events}
-
-
-def ours(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[frame["event_date"] == f"{START:%Y-%m-%d}"].reset_index(drop=True)
 
 
 def test_assets_are_emitted_only_after_their_gate_and_spark_jobs_share_one_pool():
@@ -112,8 +113,8 @@ def test_a_backfill_rebuilds_the_day_behind_the_gates_and_publishes_it(lake):
     ).to_table(filter=pc.field("event_type") == "impression", columns=["event_id"])
     impressions = len(set(bronze["event_id"].to_pylist()))
     assert impressions > 100
-    hourly = ours(read_table(lake, GOLD_HOURLY_PERFORMANCE))
-    training = ours(read_table(lake, GOLD_CTR_TRAINING))
+    hourly = read_table(lake, GOLD_HOURLY_PERFORMANCE)
+    training = read_table(lake, GOLD_CTR_TRAINING)
     assert hourly["impressions"].sum() == impressions == len(training)
     assert hourly["clicks"].sum() == training["clicked"].sum() > 0
     assert (lake.quality_dir / "data_docs" / "index.html").is_file()
@@ -125,7 +126,7 @@ def test_a_backfill_rebuilds_the_day_behind_the_gates_and_publishes_it(lake):
 
 
 def test_a_failed_gate_stops_the_run_before_publication(lake):
-    before = ours(read_table(lake, GOLD_HOURLY_PERFORMANCE))
+    before = read_table(lake, GOLD_HOURLY_PERFORMANCE)
     # A Bronze file whose _offset column is text: the Bronze gate's schema check fails.
     hour_dir = BRONZE_EVENTS.path(lake) / f"event_date={START:%Y-%m-%d}" / "event_hour=1"
     source = data_files(hour_dir / "event_type=win")[0]
@@ -143,5 +144,5 @@ def test_a_failed_gate_stops_the_run_before_publication(lake):
     for downstream in ("bronze_to_silver", "publish_silver", "publish_gold"):
         assert task_states[downstream] == "upstream_failed", task_states
     assert asset_events(run) == set()
-    pd.testing.assert_frame_equal(ours(read_table(lake, GOLD_HOURLY_PERFORMANCE)), before)
+    pd.testing.assert_frame_equal(read_table(lake, GOLD_HOURLY_PERFORMANCE), before)
     source.with_name("broken.parquet").unlink()

@@ -11,6 +11,26 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
+def write_parquet_synced(table: pa.Table, path: Path, compression: str = "zstd") -> None:
+    """Write ``table`` to ``path`` and fsync it: when this returns, the bytes are on disk."""
+    pq.write_table(table, path, compression=compression)
+    fsync_file(path)
+
+
+def fsync_file(path: Path) -> None:
+    with path.open("rb") as written:
+        os.fsync(written.fileno())
+
+
+def fsync_directory(path: Path) -> None:
+    """Make the names created, renamed or removed in ``path`` durable."""
+    directory = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
 def atomic_write_parquet(table: pa.Table, path: Path, compression: str = "zstd") -> Path:
     """Write ``table`` as Parquet to ``path`` atomically (see :func:`atomic_write`)."""
     return atomic_write(
@@ -33,19 +53,9 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
     staging = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         write(staging)
-        with staging.open("rb") as written:
-            os.fsync(written.fileno())
+        fsync_file(staging)
         os.replace(staging, path)
     finally:
         staging.unlink(missing_ok=True)
     fsync_directory(path.parent)  # make the rename itself durable
     return path
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make renames and deletions within ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
