@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from adplatform.events.catalog import COUNTRIES, DEVICES
 from adplatform.lakehouse.partitions import HOUR
-from adplatform.lakehouse.tables import ATTRIBUTED, REPEAT, SILVER_EVENTS
+from adplatform.lakehouse.tables import ATTRIBUTED, REPEAT, SILVER_EVENTS, SILVER_MONEY
 from adplatform.settings import Settings
 from benchmarks.harness import Context, Result, timed
 
@@ -146,8 +146,7 @@ def _silver_table(
         "impression": "clearing_price_cpm_micros",
         "conversion": "conversion_value_micros",
     }
-    for name in ("floor_price_cpm_micros", "bid_price_cpm_micros",
-                 "clearing_price_cpm_micros", "conversion_value_micros"):  # fmt: skip
+    for name in SILVER_MONEY:
         priced = money.get(kind) == name
         columns[name] = (
             pa.array(rng.integers(100_000, 5_000_000, n)) if priced else pa.nulls(n, pa.int64())
