@@ -28,7 +28,7 @@ from pathlib import Path
 
 from adplatform.airflow_client import AirflowClient
 from adplatform.clickhouse.client import POOL as CLICKHOUSE_POOL
-from adplatform.orchestration import Role
+from adplatform.orchestration import SPARK_POOL, SPARK_POOL_SLOTS, Role
 from adplatform.settings import REPO_ROOT, Settings
 
 TOOLS_DIR = REPO_ROOT / ".tools"
@@ -376,6 +376,7 @@ class AirflowServices(Service):
 airflow db migrate
 {shlex.quote(sys.executable)} -c {shlex.quote(access)}
 airflow pools set {CLICKHOUSE_POOL} 1 "ClickHouse tasks: chDB allows one process per data directory"
+airflow pools set {SPARK_POOL} {SPARK_POOL_SLOTS} "Spark jobs; they share the local cores"
 {components} &
 wait"""
         return ["bash", "-c", script]

@@ -15,6 +15,11 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+# Spark jobs run in this pool, one at a time: local[2] takes every core of a developer machine
+# (production: size it to what the Spark cluster runs at once).
+SPARK_POOL = "spark"
+SPARK_POOL_SLOTS = 1
+
 
 class Owner(StrEnum):
     DATA_ENGINEERING = "data-engineering"

@@ -73,6 +73,18 @@ class Settings(BaseSettings):
     spark_master: str = "local[2]"
     spark_driver_memory: str = "2g"
 
+    # Transform (Bronze → Silver → Gold). A Bronze partition (hour, event type) accepts events
+    # ingested up to late_window after its first one; later arrivals stay in Bronze only, so
+    # published hours become final. Clicks attribute to impressions and conversions to clicks
+    # within their windows. A scheduled run's Bronze gate fails when the newest ingested event
+    # is older than bronze_max_staleness (ingest stalled). Production: tune to the ad servers'
+    # real delays and the attribution policy agreed with sales.
+    transform_late_window_minutes: int = Field(240, ge=0)
+    transform_click_window_minutes: int = Field(60, ge=1)
+    transform_conversion_window_hours: int = Field(24, ge=1)
+    transform_bronze_max_staleness_minutes: int = Field(180, ge=1)
+    spark_shuffle_partitions: int = Field(8, ge=1, description="production: ~2-3x total cores")
+
     # Event validation limits shared by the generator, the ingest worker and the tests.
     max_event_bytes: int = Field(8192, ge=256)
     max_event_age_days: int = Field(14, ge=1)
@@ -124,6 +136,10 @@ class Settings(BaseSettings):
     @property
     def lake_root(self) -> Path:
         return self.data_root / "lake"
+
+    @property
+    def quality_dir(self) -> Path:
+        return self.data_root / "quality"
 
     @property
     def reports_dir(self) -> Path:

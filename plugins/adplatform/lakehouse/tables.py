@@ -85,6 +85,75 @@ QUARANTINE_EVENTS = Table(
     partitioning=("ingest_date",),
 )
 
+# Silver keeps every context column of the event; money is normalised to USD micros.
+_SILVER_CONTEXT = (
+    "request_id",
+    "publisher_id",
+    "site_id",
+    "placement_id",
+    "ad_size",
+    "device_type",
+    "os",
+    "country",
+    "region",
+    "user_id_hash",
+)
+# "" when not applicable: the campaign of a bid request, the click of an impression, the deal
+# of a v1 event (deal_id came with schema v2), the currency of a click.
+SILVER_OPTIONAL_STRINGS = (
+    "advertiser_id",
+    "campaign_id",
+    "line_item_id",
+    "creative_id",
+    "impression_id",
+    "click_id",
+    "deal_id",
+    "currency",  # the bidder's original currency
+)
+# Prices per mille and the conversion value, in USD micros; null where the type has none.
+SILVER_MONEY = (
+    "floor_price_cpm_micros",
+    "bid_price_cpm_micros",
+    "clearing_price_cpm_micros",
+    "conversion_value_micros",
+)
+# Attribution of clicks and conversions ("" for the other types).
+ATTRIBUTED = "attributed"  # a click: the first click on its impression within the click window
+REPEAT = "repeat"  # a click: a later click on an impression already clicked
+UNATTRIBUTED = "unattributed"  # no impression (click) within the window: counted nowhere
+ATTRIBUTION_VALUES = ("", ATTRIBUTED, REPEAT, UNATTRIBUTED)
+
+SILVER_EVENTS = Table(
+    layer="silver",
+    name="ad_events",
+    grain="one row per distinct accepted event (event_id), in the hour it happened; the "
+    "earliest ingested copy is kept, events later than the late window are left out",
+    schema=pa.schema(
+        [
+            pa.field("event_id", pa.string(), nullable=False),
+            pa.field("schema_version", pa.int64(), nullable=False),
+            pa.field("event_time", pa.timestamp("ms", tz="UTC"), nullable=False),
+            *[
+                pa.field(name, pa.string(), nullable=False)
+                for name in _SILVER_CONTEXT + SILVER_OPTIONAL_STRINGS
+            ],
+            *[pa.field(name, pa.int64()) for name in SILVER_MONEY],
+            pa.field("sim_click_probability", pa.float64()),  # impressions of synthetic traffic
+            pa.field("attribution", pa.string(), nullable=False),  # ATTRIBUTION_VALUES
+            # Clicks and conversions: when the impression they are attributed to happened.
+            pa.field("impression_time", pa.timestamp("ms", tz="UTC")),
+            # Lineage of the copy kept: Kafka coordinates, ingest time, Bronze file (relative
+            # to the Bronze table).
+            pa.field("_topic", pa.string(), nullable=False),
+            pa.field("_partition", pa.int32(), nullable=False),
+            pa.field("_offset", pa.int64(), nullable=False),
+            pa.field("_ingested_at", pa.timestamp("ms", tz="UTC"), nullable=False),
+            pa.field("_source_file", pa.string(), nullable=False),
+        ]
+    ),
+    partitioning=("event_date", "event_hour", "event_type"),
+)
+
 GOLD_DIMENSIONS = (
     "advertiser_id",
     "campaign_id",
@@ -100,7 +169,9 @@ GOLD_HOURLY_PERFORMANCE = Table(
     layer="gold",
     name="hourly_performance",
     grain="one row per (event_date, event_hour, advertiser, campaign, line item, creative, "
-    "publisher, country, device type); each event counted in the hour it happened",
+    "publisher, country, device type); bid requests, bids, wins and impressions counted in the "
+    "hour they happened, attributed clicks and conversions with their impression (its hour and "
+    "dimensions), so that CTR is a true rate in [0, 1]",
     schema=pa.schema(
         [pa.field(name, pa.string(), nullable=False) for name in GOLD_DIMENSIONS]
         + [pa.field(name, pa.int64(), nullable=False) for name in GOLD_COUNTS]
@@ -149,6 +220,7 @@ GOLD_CTR_TRAINING = Table(
             ],
             # The user's impressions earlier in the same UTC day (frequency), never later ones.
             pa.field("user_impressions_before", pa.int64(), nullable=False),
+            # What the impression cost: clearing CPM / 1000, USD micros.
             pa.field("clearing_price_micros", pa.int64(), nullable=False),
             pa.field("clicked", pa.int8(), nullable=False),  # the label
             # Evaluation only, never a feature: the generator's true click probability.

@@ -1,0 +1,104 @@
+"""The transform run, step by step, as the DAG calls it: plan, gate, publish, commit.
+
+Write, audit, publish: Spark writes each layer into the run's staging area, a quality gate
+checks it there, and only then are its partitions swapped into the live tables. Every step
+takes the run area's path (an XCom-friendly string) and finds what earlier steps left there.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from adplatform.lakehouse.partitions import (
+    date_partition,
+    format_hours,
+    hour_partition,
+    parse_hours,
+    replace_partitions,
+)
+from adplatform.lakehouse.tables import (
+    GOLD_CTR_TRAINING,
+    GOLD_HOURLY_PERFORMANCE,
+    SILVER_EVENTS,
+)
+from adplatform.settings import Settings
+from adplatform.transform.plan import Plan, RunArea, commit, plan_hours, remove_stale_runs
+
+log = logging.getLogger(__name__)
+
+
+def plan_run(
+    settings: Settings, run_id: str, start: date | None = None, end: date | None = None
+) -> dict[str, Any]:
+    """Decide the Silver hours to rebuild and open the run's staging area."""
+    area = RunArea.for_run(settings, run_id)
+    shutil.rmtree(area.root, ignore_errors=True)  # a retried plan starts clean
+    for stale in remove_stale_runs(settings, keep=area):
+        log.info("removed the staging area of an old run: %s", stale)
+    plan = plan_hours(settings, start, end)
+    if plan.hours:
+        area.write("plan", plan.to_json())
+    hours = format_hours(plan.hours)
+    log.info(
+        "%s: %d Silver hour(s) to rebuild: %s",
+        "backfill" if plan.backfill else "incremental run",
+        len(plan.hours),
+        hours or "none",
+    )
+    return {"run_dir": str(area.root), "hours": hours, "hour_count": len(plan.hours)}
+
+
+def _plan(area: RunArea) -> Plan:
+    return Plan.from_json(area.read("plan"))
+
+
+def check(settings: Settings, layer: str, run_dir: str, run_name: str) -> str:
+    """Run the quality gate of ``layer`` (bronze, silver or gold) on this run's data; raise
+    QualityGateFailed when an expectation fails. Returns the Data Docs index."""
+    from adplatform.quality import lakehouse
+
+    area = RunArea(Path(run_dir))
+    if layer == "bronze":
+        report = lakehouse.check_bronze(settings, _plan(area), run_name)
+    elif layer == "silver":
+        report = lakehouse.check_silver(settings, _plan(area), area, run_name)
+    elif layer == "gold":
+        report = lakehouse.check_gold(settings, area, run_name)
+    else:
+        raise ValueError(f"unknown layer {layer!r}: choose bronze, silver or gold")
+    report.raise_for_failures()
+    return report.index
+
+
+def publish_silver(settings: Settings, run_dir: str) -> dict[str, Any]:
+    """Swap the gated Silver hours into the live table."""
+    area = RunArea(Path(run_dir))
+    hours = _plan(area).hours
+    filled = replace_partitions(
+        area.staged(SILVER_EVENTS), SILVER_EVENTS.path(settings), map(hour_partition, hours)
+    )
+    log.info("published %d Silver hour(s), %d with data", len(hours), filled)
+    return {"hours": format_hours(hours), "hours_with_data": filled}
+
+
+def publish_gold(settings: Settings, run_dir: str) -> dict[str, Any]:
+    """Swap the gated Gold partitions in, record the Bronze inputs as done, drop the staging."""
+    area = RunArea(Path(run_dir))
+    hours = parse_hours(area.read("gold_hourly")["hours"])
+    days = [date.fromisoformat(d) for d in area.read("gold_ctr")["days"]]
+    replace_partitions(
+        area.staged(GOLD_HOURLY_PERFORMANCE),
+        GOLD_HOURLY_PERFORMANCE.path(settings),
+        map(hour_partition, hours),
+    )
+    replace_partitions(
+        area.staged(GOLD_CTR_TRAINING), GOLD_CTR_TRAINING.path(settings), map(date_partition, days)
+    )
+    commit(settings, _plan(area))
+    shutil.rmtree(area.root, ignore_errors=True)
+    log.info("published %d Gold hour(s) and %d training day(s)", len(hours), len(days))
+    return {"hours": format_hours(hours), "days": [d.isoformat() for d in days]}

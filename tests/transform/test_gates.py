@@ -1,0 +1,124 @@
+"""The Great Expectations gates: they pass on good data, and each kind of bad data fails the
+gate with the failed expectation named and a Data Docs page to read, before anything is
+published."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from adplatform.lakehouse.partitions import data_files, parse_hours
+from adplatform.lakehouse.tables import BRONZE_EVENTS, GOLD_HOURLY_PERFORMANCE, SILVER_EVENTS
+from adplatform.quality.gate import QualityGateFailed
+from adplatform.settings import load_settings
+from adplatform.transform import pipeline
+from adplatform.transform.jobs import stage_gold_hourly, stage_silver
+from adplatform.transform.plan import RunArea
+from tests.transform.handmade import write_handmade_bronze
+from tests.transform.run import run_transform
+
+DAY = date(2026, 3, 2)
+
+
+@pytest.fixture
+def settings(tmp_path):
+    settings = load_settings(data_root=tmp_path / "data")
+    write_handmade_bronze(settings)
+    return settings
+
+
+def failed_gate(settings, layer: str, run_dir: str) -> str:
+    with pytest.raises(QualityGateFailed) as failure:
+        pipeline.check(settings, layer, run_dir, "test-run")
+    message = str(failure.value)
+    pages = [line.split(": ", 1)[1] for line in message.splitlines() if "file://" in line]
+    assert pages and all(Path(p.removeprefix("file://")).is_file() for p in pages), message
+    return message
+
+
+def test_gates_pass_on_good_data_and_leave_data_docs(spark, settings):
+    run_transform(spark, settings, "gated", DAY, DAY, gates=True)
+    docs = settings.quality_dir / "data_docs"
+    assert (docs / "index.html").is_file()
+    pages = {p.stem for p in (docs / "validations").rglob("*.html")}
+    assert {
+        "bronze-bronze_schema",
+        "bronze-bronze_events",
+        "silver-silver_events",
+        "silver-silver_vs_bronze",
+        "gold-gold_hourly_performance",
+        "gold-gold_ctr_training",
+        "gold-gold_vs_silver",
+    } <= pages
+
+
+def test_duplicated_silver_rows_fail_the_silver_gate_and_nothing_is_published(spark, settings):
+    planned = pipeline.plan_run(settings, "dup", DAY, DAY)
+    area = RunArea(Path(planned["run_dir"]))
+    stage_silver(spark, settings, parse_hours(planned["hours"]), area)
+    # A second copy of a staged file: every event in it now appears twice.
+    staged = data_files(area.staged(SILVER_EVENTS) / "event_date=2026-03-02/event_hour=10")[0]
+    shutil.copy(staged, staged.with_name("copy.parquet"))
+    message = failed_gate(settings, "silver", planned["run_dir"])
+    assert "expect_column_values_to_be_unique(column='event_id')" in message
+    assert "expect_column_pair_values_to_be_equal" in message  # Silver no longer reconciles
+    assert not SILVER_EVENTS.path(settings).exists()
+
+
+def test_a_ctr_above_one_fails_the_gold_gate(spark, settings):
+    run_transform(spark, settings, "first", DAY, DAY)
+    planned = pipeline.plan_run(settings, "bad-gold", DAY, DAY)
+    area = RunArea(Path(planned["run_dir"]))
+    hours = parse_hours(planned["hours"])
+    stage_gold_hourly(spark, settings, hours, area)
+    area.write("gold_ctr", {"days": [], "rows": 0})
+    path = data_files(area.staged(GOLD_HOURLY_PERFORMANCE) / "event_date=2026-03-02/event_hour=10")[
+        0
+    ]
+    table = pq.read_table(path)
+    clicks = pc.multiply(table["clicks"], 5)
+    table = table.set_column(table.schema.get_field_index("clicks"), "clicks", clicks)
+    ctr = pc.divide(pc.cast(clicks, pa.float64()), pc.cast(table["impressions"], pa.float64()))
+    table = table.set_column(table.schema.get_field_index("ctr"), "ctr", ctr)
+    pq.write_table(table, path)
+    message = failed_gate(settings, "gold", planned["run_dir"])
+    assert "expect_column_values_to_be_between(column='ctr', min_value=0" in message
+    assert "column_A='silver_attributed_clicks', column_B='gold_clicks'" in message
+
+
+def test_bronze_with_a_wrong_column_type_fails_the_bronze_gate(settings):
+    bad = (
+        BRONZE_EVENTS.path(settings)
+        / "event_date=2026-03-02/event_hour=10/event_type=bid/z.parquet"
+    )
+    table = pq.read_table(data_files(bad.parent)[0])
+    index = table.schema.get_field_index("_offset")
+    pq.write_table(table.set_column(index, "_offset", pc.cast(table["_offset"], pa.string())), bad)
+    planned = pipeline.plan_run(settings, "bad-bronze", DAY, DAY)
+    message = failed_gate(settings, "bronze", planned["run_dir"])
+    assert "event_type=bid/z.parquet" in message
+    assert "_offset is string, expected int64" in message
+
+
+def test_an_event_in_the_wrong_hour_partition_fails_the_bronze_gate(settings):
+    source = BRONZE_EVENTS.path(settings) / "event_date=2026-03-02/event_hour=11/event_type=bid"
+    misplaced = BRONZE_EVENTS.path(settings) / "event_date=2026-03-02/event_hour=12/event_type=bid"
+    misplaced.mkdir(parents=True)
+    shutil.copy(data_files(source)[0], misplaced / "x.parquet")
+    planned = pipeline.plan_run(settings, "misplaced", DAY, DAY)
+    message = failed_gate(settings, "bronze", planned["run_dir"])
+    assert "column='ms_into_partition_hour'" in message
+
+
+def test_stale_bronze_fails_the_freshness_check_of_a_scheduled_run(settings):
+    # The handmade events were ingested on 2026-03-02, long before "now".
+    planned = pipeline.plan_run(settings, "scheduled")
+    message = failed_gate(settings, "bronze", planned["run_dir"])
+    assert "bronze_freshness" in message
+    assert f"max_value={settings.transform_bronze_max_staleness_minutes}" in message
