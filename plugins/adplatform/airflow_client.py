@@ -148,14 +148,26 @@ class AirflowClient:
         return f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/hitlDetails"
 
     def wait_for_input(
-        self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, timeout: float = 600
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        map_index: int = -1,
+        timeout: float = 600,
+        settle: float = 5.0,
     ) -> dict[str, Any]:
         """Wait until a human-in-the-loop task asks for input; returns its request (subject,
-        body, options). Raises if the task finishes without asking."""
+        body, options). Raises if the task finishes without asking.
+
+        It returns ``settle`` seconds after the request appears: Airflow 3.3 fails the task when
+        an answer lands before the scheduler has processed the task's pause (an answer faster
+        than any person gives), so automated answers wait like a person would.
+        """
         deadline = time.monotonic() + timeout
         while True:
             state = self.task_states(dag_id, run_id).get(task_id)
             if state == "awaiting_input":
+                time.sleep(settle)
                 return dict(
                     self.request("GET", self._hitl_path(dag_id, run_id, task_id, map_index))
                 )

@@ -80,7 +80,7 @@ def test_a_broker_restart_in_the_middle_of_a_run_loses_and_duplicates_nothing(
     ledger = producing.join()
     # The same worker rejoins the group and finishes the job: no restart, no second worker.
     wait_until_ingested(ingest_settings, ledger, [worker])
-    assert worker.log.read_text().count("INFO assigned") >= 2  # it did lose the group meanwhile
+    assert "Connection refused" in worker.log.read_text()  # it did see the broker go away
     stop([worker])
     assert_exactly_once(ingest_settings, ledger)
 
