@@ -24,8 +24,10 @@ class _Cli(click.Group):
     """Turns the platform's own exceptions into one-line errors instead of stack traces."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from adplatform.airflow_client import AirflowApiError
         from adplatform.broker import BrokerUnreachable
         from adplatform.clickhouse.client import ClickHouseError
+        from adplatform.demo import DemoError
         from adplatform.events.producer import DeliveryFailed
         from adplatform.ingest.commitlog import IngestError
         from adplatform.localstack import StackError
@@ -43,6 +45,8 @@ class _Cli(click.Group):
             ClickHouseError,
             ReportError,
             IngestError,
+            AirflowApiError,
+            DemoError,
         ) as error:
             console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
             sys.exit(1)
@@ -401,30 +405,34 @@ def ingest_replay(partition: int, from_offset: int | None, from_time: str | None
 @click.option(
     "--requests",
     "requests_",
-    type=click.IntRange(min=1),
-    default=200_000,
+    type=click.IntRange(min=1000),
+    default=100_000,
     show_default=True,
-    help="Bid requests in the simulated day.",
+    help="Bid requests in the simulated day (about 4 messages each).",
 )
 @click.option("--seed", type=int, default=7, show_default=True)
-def demo(requests_: int, seed: int) -> None:
-    """Run the main job on the local stack: a day of traffic through the lakehouse."""
-    from adplatform.broker import ensure_topics
-    from adplatform.clickhouse.client import settings_client
-    from adplatform.clickhouse.migrate import migrate
-    from adplatform.events.catalog import build_catalog
-    from adplatform.events.generator import TrafficConfig, yesterday_utc
-    from adplatform.events.producer import produce_traffic
-    from adplatform.lakehouse.reference import write_reference_tables
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=60),
+    default=1800,
+    show_default=True,
+    help="Seconds to wait for the DAGs to finish.",
+)
+def demo(requests_: int, seed: int, timeout: float) -> None:
+    """Run the main job on the local stack: a simulated day through every lakehouse DAG.
+
+    Needs the stack (`make up`). Produces the day, lets the Airflow scheduler run ingest,
+    transform and gates, ClickHouse publish, reports and CTR training through their Assets,
+    shows them live, and ends with a reconciled summary. Run it again to add the previous day.
+    """
+    from adplatform.demo import run_demo
+    from adplatform.localstack import AirflowServices, StackError
 
     settings = get_settings()
-    ensure_topics(settings)
-    write_reference_tables(settings, build_catalog(seed))
-    with settings_client(settings) as client:
-        migrate(client)  # the publish refuses a schema behind the migrations
-    config = TrafficConfig(seed=seed, start=yesterday_utc(), requests=requests_)
-    summary = produce_traffic(settings, config)
-    console.print(f"produced {summary.messages:,} messages ({summary.valid:,} valid events)")
+    airflow = AirflowServices(settings)
+    if not airflow.healthy():
+        raise StackError(f"Airflow is not running at {airflow.url}: start the stack with `make up`")
+    run_demo(settings, airflow.client(), requests_, seed, timeout)
 
 
 @cli.group()

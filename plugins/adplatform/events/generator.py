@@ -1,8 +1,8 @@
 """Synthetic ad traffic: auctions simulated hour by hour, emitted in the order a topic sees them.
 
 Deterministic: the same config yields the same messages, byte for byte; each simulated hour
-draws from its own generator seeded by (seed, absolute hour), so windows of different days never
-share ids. Realism knobs: a diurnal
+draws from its own generator seeded by the config and the hour, so different configs (other
+days, sizes or seeds) never share event ids. Realism knobs: a diurnal
 curve, Pareto-weighted publishers, skewed user activity (frequency), a geo and device mix,
 first/second-price auctions in several currencies, late events (emitted long after they
 happened), duplicates (the same message sent twice) and malformed events of every reason code.
@@ -131,7 +131,9 @@ class TrafficSimulator:
 
     def _simulate_hour(self, hour_start_ms: int, requests: int) -> Iterator[Message]:
         config = self.config
-        rng = random.Random(f"traffic-{config.seed}-{hour_start_ms // HOUR_MS}")
+        # Seeded by the whole config, not the seed alone: two configs sharing one random stream
+        # would draw the same event ids for different events wherever their draws line up.
+        rng = random.Random(f"traffic-{config!r}-{hour_start_ms // HOUR_MS}")
         hour_of_day = (hour_start_ms // HOUR_MS) % 24
         offsets = sorted(rng.randrange(HOUR_MS) for _ in range(requests))
         for offset in offsets:
