@@ -240,8 +240,8 @@ def summary(settings: Settings, produced: Any, day: date, watcher: Watcher) -> T
                 f"{gold.sums['impressions']:,} impressions, {gold.sums['clicks']:,} clicks, "
                 f"${gold.sums['spend_micros'] / 1e6:,.2f} spend in both {mark}",
             )
-    reports = sorted(settings.reports_dir.glob("*/index.html"))
-    table.add_row("reports", "\n".join(str(r) for r in reports[-3:]) or "none yet")
+    reports = sorted(settings.reports_dir.glob("*/index.html"), key=lambda p: p.stat().st_mtime)
+    table.add_row("newest reports", str(reports[-1]) if reports else "none yet")
     champion = registry.version_summary(registry.connect(settings), "champion")
     if champion:
         table.add_row(
