@@ -35,13 +35,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import DAG, Param, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from adplatform.assets import BRONZE, GOLD_CTR_TRAINING, GOLD_HOURLY, SILVER
 from adplatform.orchestration import SPARK_POOL, Owner, Tag, dag_defaults
 from adplatform.settings import get_settings
+from adplatform.transform.operators import SparkJobOperator
 from adplatform.transform.spark import spark_conf
 
 SPARK_JOBS = Path(__file__).resolve().parents[1] / "spark_jobs"
@@ -122,8 +122,8 @@ with DAG(
     planned = plan()
     run_dir = planned["run_dir"]
 
-    def spark_job(name: str) -> SparkSubmitOperator:
-        return SparkSubmitOperator(
+    def spark_job(name: str) -> SparkJobOperator:
+        return SparkJobOperator(
             task_id=name,
             application=str(SPARK_JOBS / f"{name}.py"),
             application_args=["--hours", planned["hours"], "--run-dir", run_dir],

@@ -76,7 +76,7 @@ def test_assets_are_emitted_only_after_their_gate_and_spark_jobs_share_one_pool(
     }
     assert "check_silver" in dag.get_task("publish_silver").upstream_task_ids
     assert "check_gold" in dag.get_task("publish_gold").upstream_task_ids
-    spark_tasks = [t for t in dag.tasks if t.task_type == "SparkSubmitOperator"]
+    spark_tasks = [t for t in dag.tasks if t.task_type == "SparkJobOperator"]
     assert {t.task_id for t in spark_tasks} == {
         "bronze_to_silver",
         "silver_to_gold",
