@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from adplatform.lakehouse.partitions import hour_partition, replace_partitions
+from adplatform.lakehouse.partitions import hour_partition, parse_hours, replace_partitions
 from adplatform.lakehouse.tables import GOLD_HOURLY_PERFORMANCE, SILVER_EVENTS
 from adplatform.settings import load_settings
-from adplatform.transform.jobs import stage_silver
+from adplatform.transform import pipeline
+from adplatform.transform.jobs import stage_ctr_training, stage_gold_hourly, stage_silver
 from adplatform.transform.plan import Plan, RunArea, commit, plan_hours
 from tests.transform.bronze import encode, write_bronze
 from tests.transform.handmade import MOBILE_US, E, X, at, event, write_handmade_bronze
 from tests.transform.run import read_table, run_transform
 
+DAY = date(2026, 3, 2)
 H10, H11, H12 = (datetime(2026, 3, 2, h, tzinfo=UTC) for h in (10, 11, 12))
 
 
@@ -86,6 +89,38 @@ def test_late_events_rebuild_their_hours_within_the_window_only(spark, settings)
     # Hand-computed: i1 and now i4 clicked, of the same two impressions as before.
     assert (x["impressions"], x["clicks"], x["ctr"]) == (2, 2, 1.0)
     assert run_transform(spark, settings, "quiet")["hour_count"] == 0
+
+
+def test_bronze_that_lands_during_a_run_is_left_to_the_next_run(spark, settings):
+    """Ingest keeps writing while a run works: the run's gates and its Spark job read the plan's
+    snapshot, so files landing after the plan neither enter this run nor fail its Silver
+    reconciliation, and they bring their hour back for the next run."""
+    write_handmade_bronze(settings)
+    planned = pipeline.plan_run(settings, "during", DAY, DAY)  # a backfill: no freshness gate
+    run_dir, hours = planned["run_dir"], parse_hours(planned["hours"])
+    area = RunArea(Path(run_dir))
+
+    def lands(event_id: str, offset: int) -> None:
+        click = event(event_id, "click", at(80), "r6", "u-1", MOBILE_US | X, impression_id="i6") | {
+            "click_id": f"c-{event_id}"
+        }
+        write_bronze(
+            settings, encode([click]), ingested_at=at(90), batch=event_id, first_offset=offset
+        )
+
+    lands("e50", 100)  # before the Spark job
+    pipeline.check(settings, "bronze", run_dir, "during")
+    stage_silver(spark, settings, hours, area)
+    lands("e51", 200)  # between the Spark job and the Silver gate
+    pipeline.check(settings, "silver", run_dir, "during")
+    pipeline.publish_silver(settings, run_dir)
+    assert {"e50", "e51"}.isdisjoint(read_table(settings, SILVER_EVENTS)["event_id"])
+
+    stage_gold_hourly(spark, settings, hours, area)
+    stage_ctr_training(spark, settings, hours, area)
+    pipeline.check(settings, "gold", run_dir, "during")
+    pipeline.publish_gold(settings, run_dir)
+    assert plan_hours(settings).hours == [H11, H12]
 
 
 def test_a_silver_hour_rebuilt_alone_equals_the_same_hour_rebuilt_with_its_neighbours(

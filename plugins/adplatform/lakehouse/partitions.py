@@ -70,10 +70,11 @@ def data_files(directory: Path) -> list[Path]:
     )
 
 
-def fingerprint(directory: Path) -> str:
-    """Changes whenever a visible file under ``directory`` is added, removed or rewritten."""
+def fingerprint(directory: Path, files: list[Path] | None = None) -> str:
+    """Changes whenever a visible file under ``directory`` is added, removed or rewritten
+    (``files``: its visible files, when they are listed already)."""
     digest = hashlib.sha1()
-    for path in data_files(directory):
+    for path in data_files(directory) if files is None else files:
         stat = path.stat()
         digest.update(f"{path.relative_to(directory)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()

@@ -139,7 +139,7 @@ def _hour_labels(hours: Iterable[datetime]) -> list[str]:
 
 def bronze_checks(settings: Settings, plan: Plan, now: datetime) -> list[Check]:
     root = BRONZE_EVENTS.path(settings)
-    files = _files(root, (hour_partition(h) for h in plan.hours))
+    files = plan.bronze_paths(root, target=True)
     problems = schema_problems(BRONZE_EVENTS, root, files, _ADDED_AFTER_V1)
     checks = [_schema_check("bronze_schema", problems)]
     if problems["problem"].notna().any():
@@ -262,7 +262,7 @@ def _silver_vs_bronze(
     bronze = read_frame(
         BRONZE_EVENTS,
         root,
-        _files(root, (hour_partition(h) for h in plan.hours)),
+        plan.bronze_paths(root, target=True),  # what the Spark job read, not what came since
         ["event_id", *BRONZE_EVENTS.partitioning],
     )
     key = list(BRONZE_EVENTS.partitioning)

@@ -61,9 +61,10 @@ def _run(name: str, description: str, transform: Transform, argv: Sequence[str] 
 def stage_silver(
     spark: SparkSession, settings: Settings, hours: list[datetime], area: RunArea
 ) -> dict[str, Any]:
+    plan = area.plan(settings, hours)
     summary = {
         "hours": format_hours(hours),
-        **write_silver(spark, settings, hours, area.staged(SILVER_EVENTS)),
+        **write_silver(spark, settings, plan, area.staged(SILVER_EVENTS)),
     }
     area.write("silver", summary)
     return {"hours": summary["hours"], "attribution": summary["attribution"]}

@@ -6,6 +6,10 @@ B, new or touched by late data, is rebuilt together with the hours whose attribu
 back to it (B+1 .. B+lookback) that have Bronze data. A backfill rebuilds every hour of a date
 range that has Bronze or Silver data (an hour left with no input is emptied). Fingerprints are
 committed only after Gold is published, so a failed run is simply planned again.
+
+The plan also fixes the run's Bronze snapshot: the files it lists are the ones the Bronze gate
+checks, the Spark job reads and the Silver gate reconciles against, while ingest keeps adding
+files. Files that land later change their hour's fingerprint, so the next run takes them.
 """
 
 from __future__ import annotations
@@ -21,15 +25,17 @@ from typing import Any
 from adplatform.lakehouse.io import atomic_write_bytes
 from adplatform.lakehouse.partitions import (
     HOUR,
+    data_files,
     fingerprint,
     format_hours,
+    hour_of_partition,
     hour_partition,
     list_hours,
     parse_hours,
 )
 from adplatform.lakehouse.tables import BRONZE_EVENTS, SILVER_EVENTS, Table
 from adplatform.settings import Settings
-from adplatform.transform.windows import Windows
+from adplatform.transform.windows import LOOKBACK_EVENT_TYPES, Windows
 
 STAGING_RETENTION = timedelta(days=7)  # failed runs' staged output, kept for triage
 
@@ -60,6 +66,13 @@ class RunArea:
         atomic_write_bytes(json.dumps(content, indent=2, sort_keys=True).encode(), path)
         return path
 
+    def plan(self, settings: Settings, hours: list[datetime]) -> Plan:
+        """The plan the run's first step wrote; for a job run by hand in a directory of its
+        own, a plan of ``hours`` over Bronze as it is now."""
+        if (self.root / "plan.json").exists():
+            return Plan.from_json(self.read("plan"))
+        return Plan(hours, {}, backfill=True, bronze_files=bronze_snapshot(settings, hours))
+
     def read(self, name: str) -> dict[str, Any]:
         path = self.root / f"{name}.json"
         try:
@@ -75,17 +88,56 @@ class Plan:
     hours: list[datetime]  # Silver hours to rebuild
     fingerprints: dict[str, str]  # Bronze hour -> fingerprint, committed after publication
     backfill: bool
+    bronze_files: list[str]  # the snapshot the run reads, relative to the Bronze table
 
     def to_json(self) -> dict[str, Any]:
         return {
             "hours": format_hours(self.hours),
             "fingerprints": self.fingerprints,
             "backfill": self.backfill,
+            "bronze_files": self.bronze_files,
         }
 
     @classmethod
     def from_json(cls, content: dict[str, Any]) -> Plan:
-        return cls(parse_hours(content["hours"]), content["fingerprints"], content["backfill"])
+        return cls(
+            parse_hours(content["hours"]),
+            content["fingerprints"],
+            content["backfill"],
+            content["bronze_files"],
+        )
+
+    def bronze_paths(self, root: Path, *, target: bool) -> list[Path]:
+        """The snapshot's files of the hours the run builds (``target``), or of the hours
+        before them that attribution reads."""
+        hours = set(self.hours)
+        return [root / f for f in self.bronze_files if (_hour_of_file(f) in hours) is target]
+
+
+def _hour_of_file(relative: str) -> datetime:
+    return hour_of_partition("/".join(Path(relative).parts[:2]))
+
+
+def bronze_snapshot(
+    settings: Settings, hours: list[datetime], listed: dict[datetime, list[Path]] | None = None
+) -> list[str]:
+    """The Bronze files a run over ``hours`` reads, relative to the table: all of those hours,
+    and the impressions and clicks of the lookback hours before them. ``listed``: each hour's
+    files, when they are listed already."""
+    root = BRONZE_EVENTS.path(settings)
+    reach = Windows.from_settings(settings).lookback_hours
+    lookback = {h - i * HOUR for h in hours for i in range(1, reach + 1)} - set(hours)
+    lookback_types = {f"event_type={t}" for t in LOOKBACK_EVENT_TYPES}
+    files = []
+    for hour in sorted(set(hours) | lookback):
+        directory = root / hour_partition(hour)
+        found = listed[hour] if listed is not None and hour in listed else data_files(directory)
+        for path in found:
+            relative = path.relative_to(root)
+            if hour in lookback and relative.parts[2] not in lookback_types:
+                continue
+            files.append(str(relative))
+    return files
 
 
 def _hour_key(hour: datetime) -> str:
@@ -115,7 +167,8 @@ def plan_hours(settings: Settings, start: date | None = None, end: date | None =
     """The Silver hours to rebuild: changed Bronze hours (incremental run), or every hour of the
     days from ``start`` to ``end`` (backfill; one of them alone means that one day)."""
     bronze_root = BRONZE_EVENTS.path(settings)
-    current = {h: fingerprint(bronze_root / hour_partition(h)) for h in list_hours(bronze_root)}
+    listed = {h: data_files(bronze_root / hour_partition(h)) for h in list_hours(bronze_root)}
+    current = {h: fingerprint(bronze_root / hour_partition(h), f) for h, f in listed.items()}
     backfill = start is not None or end is not None
     if backfill:
         first, last = _day_range(start, end)
@@ -127,7 +180,12 @@ def plan_hours(settings: Settings, start: date | None = None, end: date | None =
         inputs = {h for h, print_ in current.items() if committed.get(_hour_key(h)) != print_}
         reach = Windows.from_settings(settings).lookback_hours
         hours = {h + i * HOUR for h in inputs for i in range(reach + 1)} & current.keys()
-    return Plan(sorted(hours), {_hour_key(h): current[h] for h in sorted(inputs)}, backfill)
+    return Plan(
+        sorted(hours),
+        {_hour_key(h): current[h] for h in sorted(inputs)},
+        backfill,
+        bronze_snapshot(settings, sorted(hours), listed),
+    )
 
 
 def commit(settings: Settings, plan: Plan) -> None:

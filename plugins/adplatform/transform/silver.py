@@ -19,7 +19,6 @@ may lie that far back). So rebuilding any set of hours, in any order, gives the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,6 @@ from pyspark.sql import functions as F
 
 from adplatform.events.currency import MICROS, USD_PER_UNIT
 from adplatform.events.schema import EventType
-from adplatform.lakehouse.partitions import HOUR, hour_partition
 from adplatform.lakehouse.tables import (
     ATTRIBUTED,
     BRONZE_EVENTS,
@@ -38,6 +36,7 @@ from adplatform.lakehouse.tables import (
     UNATTRIBUTED,
 )
 from adplatform.settings import Settings
+from adplatform.transform.plan import Plan
 from adplatform.transform.spark import spark_schema
 from adplatform.transform.windows import Windows
 
@@ -58,29 +57,20 @@ class SilverResult:
     counts: DataFrame  # per (hour, event type): distinct events and too-late ones
 
 
-def read_bronze(spark: SparkSession, settings: Settings, hours: list[datetime]) -> DataFrame:
-    """Bronze rows of ``hours`` (every event type) and of the lookback hours before them
-    (impressions and clicks only), with ``is_target`` telling them apart."""
+def read_bronze(spark: SparkSession, settings: Settings, plan: Plan) -> DataFrame:
+    """The plan's Bronze snapshot: the rows of its hours (every event type) and of the lookback
+    hours before them (impressions and clicks), with ``is_target`` telling them apart."""
     root = BRONZE_EVENTS.path(settings)
-    lookback = Windows.from_settings(settings).lookback_hours
-    targets = set(hours)
-    before = {h - i * HOUR for h in hours for i in range(1, lookback + 1)} - targets
-    target_paths = [root / hour_partition(h) for h in sorted(targets)]
-    lookback_paths = [
-        root / hour_partition(h) / f"event_type={t}"
-        for h in sorted(before)
-        for t in (_IMPRESSION, _CLICK)
-    ]
-    return _read(spark, root, target_paths, True).unionByName(
-        _read(spark, root, lookback_paths, False)
+    return _read(spark, root, plan.bronze_paths(root, target=True), True).unionByName(
+        _read(spark, root, plan.bronze_paths(root, target=False), False)
     )
 
 
-def _read(spark: SparkSession, root: Path, paths: list[Path], is_target: bool) -> DataFrame:
+def _read(spark: SparkSession, root: Path, files: list[Path], is_target: bool) -> DataFrame:
     schema = spark_schema(BRONZE_EVENTS)
-    existing = [str(p) for p in paths if p.is_dir()]
-    if existing:
-        frame = spark.read.schema(schema).option("basePath", str(root)).parquet(*existing)
+    if files:
+        paths = [str(f) for f in files]
+        frame = spark.read.schema(schema).option("basePath", str(root)).parquet(*paths)
         table = f"/{BRONZE_EVENTS.layer}/{BRONZE_EVENTS.name}/"
         source = F.regexp_replace(F.col("_metadata.file_path"), f"^.*{table}", "")
     else:
@@ -174,10 +164,10 @@ def attribute_conversions(events: DataFrame, clicks: DataFrame, windows: Windows
     ).drop("_click_time", "_impression_time")
 
 
-def build_silver(spark: SparkSession, settings: Settings, hours: list[datetime]) -> SilverResult:
+def build_silver(spark: SparkSession, settings: Settings, plan: Plan) -> SilverResult:
     windows = Windows.from_settings(settings)
     # Read once: the Silver rows and the per-partition counts both come from it.
-    kept = deduplicate(read_bronze(spark, settings, hours), windows).persist()
+    kept = deduplicate(read_bronze(spark, settings, plan), windows).persist()
     counts = (
         kept.filter("is_target")
         .groupBy(PARTITION)
@@ -204,11 +194,11 @@ def build_silver(spark: SparkSession, settings: Settings, hours: list[datetime])
 
 
 def write_silver(
-    spark: SparkSession, settings: Settings, hours: list[datetime], output: Path
+    spark: SparkSession, settings: Settings, plan: Plan, output: Path
 ) -> dict[str, Any]:
-    """Build Silver for ``hours`` into ``output`` (a staged copy of the table) and return the
+    """Build Silver for the plan's hours into ``output`` (a staged copy of the table) and return the
     too-late counts the Silver gate reconciles against Bronze, and the attribution counts."""
-    result = build_silver(spark, settings, hours)
+    result = build_silver(spark, settings, plan)
     (
         result.silver.repartition(*PARTITION)
         .sortWithinPartitions("event_time", "event_id")

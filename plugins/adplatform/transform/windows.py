@@ -9,6 +9,10 @@ from datetime import timedelta
 from adplatform.lakehouse.partitions import HOUR
 from adplatform.settings import Settings
 
+# What attribution reads from the hours before the ones it builds: clicks find their impression,
+# conversions their click.
+LOOKBACK_EVENT_TYPES = ("impression", "click")
+
 
 @dataclass(frozen=True)
 class Windows:
