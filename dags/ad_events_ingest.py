@@ -1,22 +1,24 @@
 """
 ### Ad events → Bronze, exactly once (micro-batches)
 
-Every two minutes, one bounded micro-batch: the ingest worker joins the consumer group, reads
-the events topic from where the commit log ends, validates every message, writes accepted
-events to **Bronze** (Parquet, partitioned by event date, hour and type) and bad ones to the
-**quarantine** table and the dead-letter topic, and stops when it has caught up or reached
-`max_events` / `max_seconds`. The Bronze and quarantine Assets are emitted only when the run
+Whenever the events topic has a backlog, one bounded micro-batch: the ingest worker joins the
+consumer group, reads the events topic from where the commit log ends, validates every message,
+writes accepted events to **Bronze** (Parquet, partitioned by event date, hour and type) and bad
+ones to the **quarantine** table and the dead-letter topic, and stops when it has caught up or
+reached `max_events` / `max_seconds`. The Bronze and quarantine Assets are emitted only when the run
 wrote rows to them, so Silver runs on new data, not on every tick.
 
 Kafka settings come from the `kafka_default` connection (its extra is the librdkafka config,
 read through the Kafka provider's hook). The metrics (consumed = accepted + quarantined, lag per
 partition, rate) are the `ingest_micro_batch` XCom.
 
-Why a schedule and not event-driven (AssetWatcher + the Kafka provider's message-queue
-trigger): that trigger reads every message of the topic in the triggerer and fires one asset
-event per matching message; on an event stream of thousands of messages a second it would be a
-second full consumer plus one metadata-database row per event. A short schedule bounds latency
-(two minutes plus the batch) at constant cost.
+**Event-driven.** The DAG runs on the `ad_events_topic` Asset, whose watcher in the triggerer
+(`adplatform.ingest.trigger.TopicBacklogTrigger`) compares the topic's end offsets with the
+consumer group's every few seconds and fires when messages wait: a new message starts ingesting
+within seconds, steady traffic gets back-to-back runs (`max_active_runs=1` queues one next run),
+and a quiet topic costs no runs. It reads offsets, not messages, unlike the Kafka provider's
+message-queue trigger, which fires one asset event per message. A run every ten minutes is the
+safety net should the triggerer be down.
 
 **Owner:** data-engineering.
 
@@ -26,6 +28,9 @@ second full consumer plus one metadata-database row per event. A short schedule 
   with `adplatform topics`.
 - *Lag keeps growing*: `adplatform ingest status` shows lag per partition; raise `max_events`,
   or run more workers in the group (`adplatform ingest run`, same group id).
+- *No runs although messages wait*: the triggerer runs the topic watcher (`airflow triggerer`
+  must be healthy: `adplatform stack status` locally); its log says why it cannot read the
+  offsets. The ten-minute safety-net runs keep ingesting meanwhile.
 - *Commit log ahead of the topic*: the topic was re-created; the error names the directory to
   move aside.
 - A failed or killed run is safe to retry: the next run resumes from the commit log and
@@ -35,17 +40,19 @@ second full consumer plus one metadata-database row per event. A short schedule 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from adplatform.assets import BRONZE, QUARANTINE
+from adplatform.assets import BRONZE, EVENTS_TOPIC, QUARANTINE
 from adplatform.orchestration import Owner, Tag, dag_defaults
 
 KAFKA_CONNECTION = "kafka_default"
 
 with DAG(
     dag_id="ad_events_ingest",
-    schedule=timedelta(minutes=2),
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("*/10 * * * *", timezone="UTC"), assets=EVENTS_TOPIC
+    ),
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     max_active_runs=1,
     params={

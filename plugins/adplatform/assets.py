@@ -1,11 +1,20 @@
 """The lakehouse tables as Airflow Assets: a DAG that writes one emits it, the next DAG runs.
 
 Data flows one way: events topic → Bronze → Silver → Gold (hourly rollups, CTR training set)
-→ ClickHouse facts and the CTR model → the serving artifact.
+→ ClickHouse facts and the CTR model → the serving artifact. The events topic's events come
+from the triggerer, which watches the topic's backlog (adplatform.ingest.trigger).
 """
 
-from airflow.sdk import Asset
+from airflow.sdk import Asset, AssetWatcher
 
+from adplatform.ingest.trigger import TopicBacklogTrigger
+
+EVENTS_TOPIC = Asset(
+    name="ad_events_topic",
+    uri="topic://ad_events",
+    group="lakehouse",
+    watchers=[AssetWatcher(name="ad_events_backlog", trigger=TopicBacklogTrigger())],
+)
 BRONZE = Asset(name="bronze_ad_events", uri="lakehouse://bronze/ad_events", group="lakehouse")
 QUARANTINE = Asset(
     name="quarantine_ad_events", uri="lakehouse://quarantine/ad_events", group="lakehouse"

@@ -172,7 +172,8 @@ def run_through_airflow(
     """Trigger ingest, then follow the DAGs until every one has run on the new data and the
     scheduler is quiet; raise DemoError on the first failed run."""
     since = datetime.now(UTC) - timedelta(seconds=5)
-    client.trigger("ad_events_ingest")  # now, rather than at its next two-minute tick
+    # Now: the topic's watcher starts only once the DAG processor has seen the DAG unpaused.
+    client.trigger("ad_events_ingest")
     watcher = Watcher(client, since)
     deadline = time.monotonic() + timeout
     quiet_since: float | None = None

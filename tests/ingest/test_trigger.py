@@ -1,0 +1,92 @@
+"""The topic-backlog watcher that starts ingest runs (adplatform.ingest.trigger), run as the
+triggerer runs it, against the session broker and the real ingest worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer
+
+from adplatform.ingest.trigger import TopicBacklogTrigger
+from adplatform.ingest.worker import IngestOptions, IngestWorker
+from adplatform.settings import Settings, get_settings
+from tests.ingest.conftest import produce, traffic
+
+pytestmark = [pytest.mark.integration]
+
+
+@pytest.fixture
+def watched(ingest_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """The triggerer's environment: the settings as ADP_* variables, kafka_default."""
+    for variable, value in (
+        ingest_settings.environment() | ingest_settings.airflow_connections()
+    ).items():
+        monkeypatch.setenv(variable, value)
+    get_settings.cache_clear()
+    yield ingest_settings
+    get_settings.cache_clear()
+
+
+def fired(seconds: float, refire_seconds: float = 3600.0) -> list[dict[str, Any]]:
+    """The payloads a fresh watcher fires within ``seconds``."""
+    trigger = TopicBacklogTrigger(poll_interval=0.2, refire_seconds=refire_seconds)
+    payloads: list[dict[str, Any]] = []
+
+    async def watch() -> None:
+        async for event in trigger.run():
+            payloads.append(event.payload)
+
+    async def main() -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(watch(), seconds)
+        await trigger.cleanup()
+
+    asyncio.run(main())
+    return payloads
+
+
+def ingest_everything(settings: Settings) -> None:
+    IngestWorker(settings, IngestOptions.from_settings(settings, until_caught_up=True)).run()
+
+
+def test_a_backlog_fires_once_until_the_group_moves(watched: Settings, tmp_path: Path) -> None:
+    ledger = produce(watched, traffic(300), tmp_path)
+    assert fired(3) == [{"topic": watched.events_topic, "backlog": ledger.num_rows}]
+
+    ingest_everything(watched)
+    assert fired(2) == []  # caught up: nothing to announce
+
+    more = produce(watched, traffic(100, seed=6), tmp_path / "more")
+    assert fired(3) == [{"topic": watched.events_topic, "backlog": more.num_rows}]
+
+
+def test_nothing_fires_while_a_member_of_the_group_is_reading(
+    watched: Settings, tmp_path: Path
+) -> None:
+    ledger = produce(watched, traffic(100), tmp_path)
+    assigned = threading.Event()
+    reader = Consumer(
+        watched.kafka_client_config()
+        | {"group.id": watched.ingest_group_id, "enable.auto.commit": False}
+    )
+    reader.subscribe([watched.events_topic], on_assign=lambda *_: assigned.set())
+    while not assigned.is_set():
+        reader.poll(0.2)
+    try:
+        assert fired(3) == []  # an ingest run is at it: announcing now would queue a useless run
+    finally:
+        reader.close()
+    assert fired(3) == [{"topic": watched.events_topic, "backlog": ledger.num_rows}]
+
+
+def test_a_backlog_nobody_takes_fires_again_after_refire_seconds(
+    watched: Settings, tmp_path: Path
+) -> None:
+    produce(watched, traffic(100), tmp_path)
+    assert len(fired(5, refire_seconds=1)) >= 2
