@@ -1,0 +1,111 @@
+"""`adplatform demo` end to end, twice, on the session's real stack (Kafka, MLflow, Airflow's
+scheduler, dag-processor and triggerer): each run's summary reconciles, the second run adds the
+day before and counts nothing twice, and the lakehouse DAGs are paused again afterwards."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from adplatform.demo import LAKEHOUSE_DAGS, DemoState
+from adplatform.events.catalog import build_catalog
+from adplatform.events.generator import TrafficConfig, TrafficSimulator
+from adplatform.events.schema import EventType
+from adplatform.localstack import LocalStack
+from adplatform.settings import Settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ADPLATFORM = str(Path(sys.executable).parent / "adplatform")
+REQUESTS = 3_000  # about 12,500 messages a day: enough clicks for the CTR model to train
+
+
+def demo(settings: Settings) -> str:
+    """One `adplatform demo` run as a user starts it; its output (the summary)."""
+    result = subprocess.run(
+        [ADPLATFORM, "demo", "--requests", str(REQUESTS), "--timeout", "900"],
+        env=os.environ | settings.environment() | {"COLUMNS": "250"},
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def produced(summary: str) -> int:
+    return int(re.search(r"this run produced\s+([\d,]+) messages", summary)[1].replace(",", ""))
+
+
+def ingested(summary: str) -> tuple[int, int, int]:
+    """consumed, accepted, quarantined over all runs."""
+    found = re.search(r"([\d,]+) consumed = ([\d,]+) in Bronze \+ ([\d,]+) quarantined", summary)
+    return tuple(int(n.replace(",", "")) for n in found.groups())
+
+
+def published(summary: str) -> dict[str, str]:
+    """Each day's Gold-vs-ClickHouse line: the day → its totals (the same in both)."""
+    return dict(re.findall(r"Gold vs ClickHouse (\S+)\s+(.+?) in both ✓ equal", summary))
+
+
+def impressions(totals: str) -> int:
+    return int(re.match(r"([\d,]+) impressions", totals)[1].replace(",", ""))
+
+
+def valid_impressions(day: dict) -> int:
+    """A simulated day's distinct valid impressions, from the generator (the ground truth)."""
+    config = TrafficConfig(
+        seed=day["seed"], start=datetime.fromisoformat(day["start"]), requests=day["requests"]
+    )
+    return sum(
+        1
+        for m in TrafficSimulator(config, build_catalog(config.seed)).messages()
+        if m.event_type == EventType.IMPRESSION and m.expected_reason is None and not m.duplicate
+    )
+
+
+@pytest.fixture(scope="module")
+def stack(
+    kafka: Settings, mlflow_server: Settings, airflow_server: Settings, local_stack: LocalStack
+) -> Iterator[Settings]:
+    """The session stack; the lakehouse DAGs the demo unpauses are paused again afterwards, as
+    the other tests expect them."""
+    client = local_stack.services["airflow"].client()
+    yield airflow_server
+    for dag_id in LAKEHOUSE_DAGS:
+        client.set_paused(dag_id, True)
+    client.close()
+
+
+def test_two_runs_reconcile_and_the_second_adds_the_day_before_counting_nothing_twice(stack):
+    first = demo(stack)
+    [day] = DemoState.load(stack).days
+    assert day["produced"] and day["requests"] == REQUESTS
+    assert "✗" not in first
+    consumed, accepted, quarantined = ingested(first)
+    assert consumed == accepted + quarantined == produced(first)
+    one_day = published(first)
+    first_day = day["start"][:10]
+    assert list(one_day) == [first_day]
+    assert impressions(one_day[first_day]) == valid_impressions(day)
+
+    second = demo(stack)
+    days = DemoState.load(stack).days
+    day_before = (datetime.fromisoformat(first_day) - timedelta(days=1)).date().isoformat()
+    assert [d["start"][:10] for d in days] == [first_day, day_before]
+    assert all(d["produced"] for d in days)
+    assert "✗" not in second
+    consumed, accepted, quarantined = ingested(second)
+    assert consumed == accepted + quarantined == produced(first) + produced(second)
+    two_days = published(second)
+    assert set(two_days) == {first_day, day_before}
+    assert two_days[first_day] == one_day[first_day]  # the first day is counted once
+    assert impressions(two_days[day_before]) == valid_impressions(days[1])
