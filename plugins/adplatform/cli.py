@@ -736,7 +736,7 @@ def report_render(
     out_dir = (out or settings.reports_dir) / request.slug
     frames = {}
     with settings_client(settings) as client:
-        check_request(client, request)
+        check_request(client, request, settings)
         with Progress(console=console, transient=True) as progress:
             querying = progress.add_task("querying", total=len(chosen))
             for name in chosen:

@@ -142,6 +142,19 @@ def test_the_cli_refuses_bad_reports_with_one_line_and_writes_nothing(cli_env):
     assert not cli_env.reports_dir.exists()
 
 
+def test_reports_of_days_gold_has_but_clickhouse_lacks_are_refused(cli_env):
+    invoke("clickhouse", "migrate")
+    early = invoke("report", "render", "--start", str(D0 - timedelta(days=1)), "--end", str(D0))
+    assert early.exit_code == 1
+    assert early.output.startswith(
+        f"error: Gold has data for {D0 - timedelta(days=1)}, {D0} that ClickHouse does not hold "
+        "yet, so the reports would show partial numbers"
+    )
+    assert not cli_env.reports_dir.exists()
+    invoke("clickhouse", "publish")
+    assert invoke("report", "render", "--end", str(D0)).exit_code == 0
+
+
 def test_analysts_query_clickhouse_read_only_with_bound_values(cli_env):
     invoke("clickhouse", "migrate")
     invoke("clickhouse", "publish")
