@@ -8,7 +8,7 @@ CSS class names of the React UIs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -72,9 +72,17 @@ class AirflowUi:
     def __init__(self, service: AirflowServices) -> None:
         self.service = service
         self.url = service.url
+        self._clients: dict[str, AirflowClient] = {}
 
     def client(self, user: str = "admin") -> AirflowClient:
-        return self.service.client(user)
+        """A REST client logged in as ``user``, one per user for the session."""
+        if user not in self._clients:
+            self._clients[user] = self.service.client(user)
+        return self._clients[user]
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
 
     def login(self, page: Page, user: str) -> None:
         """Log ``user`` in through FAB's login form, forgetting whoever was logged in before
@@ -91,15 +99,14 @@ class AirflowUi:
 
 
 @pytest.fixture(scope="session")
-def airflow_ui(airflow_server: Settings, local_stack: LocalStack) -> AirflowUi:
+def airflow_ui(airflow_server: Settings, local_stack: LocalStack) -> Iterator[AirflowUi]:
     """The session's Airflow once its DAG processor has parsed every DAG of the folder."""
     service = local_stack.services["airflow"]
     assert isinstance(service, AirflowServices)
     ui = AirflowUi(service)
-    admin = ui.client()
-    admin.wait_for_dags(EXPECTED_DAG_IDS)
-    admin.close()
-    return ui
+    ui.client().wait_for_dags(EXPECTED_DAG_IDS)
+    yield ui
+    ui.close()
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,7 @@ def test_the_provision_form_shows_its_params_and_refuses_a_value_outside_the_sch
     page.until(lambda driver: driver.switch_to.active_element.get_attribute("role") == "textbox")
     ActionChains(page.driver).send_keys("moon").perform()
     page.click(f"{MODAL}//label[normalize-space()='Dag Run Note']")  # leave the editor
-    assert '"environment": "moon",' in editor.text
+    page.until(lambda driver: '"environment": "moon",' in editor.text)
     page.click(f"{MODAL}//button[normalize-space()='Trigger']")
 
     error = page.element(f"{MODAL}//*[@data-testid='error-alert']")
@@ -99,7 +99,6 @@ def test_the_provision_form_shows_its_params_and_refuses_a_value_outside_the_sch
     page.screenshot("airflow-trigger-refused.png", height=1300)
     assert len(client.runs(PROVISION)) == runs_before
     assert client.request("GET", f"/dags/{PROVISION}")["is_paused"] == paused
-    client.close()
 
 
 def test_the_analyst_is_shown_the_report_dags_but_not_provisioning(
