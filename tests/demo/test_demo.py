@@ -1,6 +1,6 @@
-"""`adplatform demo` end to end, twice, on the session's real stack (Kafka, MLflow, Airflow's
-scheduler, dag-processor and triggerer): each run's summary reconciles, the second run adds the
-day before and counts nothing twice, and the lakehouse DAGs are paused again afterwards."""
+"""`adplatform demo` end to end, twice, on a real stack (Kafka, MLflow, Airflow's scheduler,
+dag-processor and triggerer): each run's summary reconciles, and the second run adds the day
+before and counts nothing twice."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from adplatform.demo import LAKEHOUSE_DAGS, DemoState
+from adplatform.demo import DemoState
 from adplatform.events.catalog import build_catalog
 from adplatform.events.generator import TrafficConfig, TrafficSimulator
 from adplatform.events.schema import EventType
 from adplatform.localstack import LocalStack
-from adplatform.settings import Settings
+from adplatform.settings import ENV_PREFIX, Settings, load_settings
+from tests.conftest import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -42,7 +43,7 @@ def demo(settings: Settings) -> str:
 
 
 def produced(summary: str) -> int:
-    return int(re.search(r"this run produced\s+([\d,]+) messages", summary)[1].replace(",", ""))
+    return int(re.search(r"this run produced\W+([\d,]+) messages", summary)[1].replace(",", ""))
 
 
 def ingested(summary: str) -> tuple[int, int, int]:
@@ -53,7 +54,7 @@ def ingested(summary: str) -> tuple[int, int, int]:
 
 def published(summary: str) -> dict[str, str]:
     """Each day's Gold-vs-ClickHouse line: the day → its totals (the same in both)."""
-    return dict(re.findall(r"Gold vs ClickHouse (\S+)\s+(.+?) in both ✓ equal", summary))
+    return dict(re.findall(r"Gold vs ClickHouse (\S+)\W+(.+?) in both ✓ equal", summary))
 
 
 def impressions(totals: str) -> int:
@@ -73,16 +74,25 @@ def valid_impressions(day: dict) -> int:
 
 
 @pytest.fixture(scope="module")
-def stack(
-    kafka: Settings, mlflow_server: Settings, airflow_server: Settings, local_stack: LocalStack
-) -> Iterator[Settings]:
-    """The session stack; the lakehouse DAGs the demo unpauses are paused again afterwards, as
-    the other tests expect them."""
-    client = local_stack.services["airflow"].client()
-    yield airflow_server
-    for dag_id in LAKEHOUSE_DAGS:
-        client.set_paused(dag_id, True)
-    client.close()
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """A stack of the demo's own: the demo fills the lakehouse under its data root with days the
+    session's other tests (the CTR model's, which train on the newest Gold days) must not see."""
+    with pytest.MonkeyPatch.context() as env:  # not the session's services (stack_env)
+        for name in [n for n in os.environ if n.startswith(ENV_PREFIX)]:
+            env.delenv(name)
+        settings = load_settings(
+            data_root=tmp_path_factory.mktemp("demo"),
+            kafka_port=free_port(),
+            kafka_controller_port=free_port(),
+            mlflow_port=free_port(),
+            airflow_port=free_port(span=3),  # api + worker and triggerer log servers
+        )
+    stack = LocalStack(settings)
+    try:
+        stack.up()
+        yield settings
+    finally:
+        stack.down()
 
 
 def test_two_runs_reconcile_and_the_second_adds_the_day_before_counting_nothing_twice(stack):
