@@ -7,13 +7,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
 
-.PHONY: help setup up down status demo test bench lint format lock clean
+.PHONY: help setup tools up down status demo test bench lint format lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-setup: $(STAMP) ## Install everything: system packages, Python env, broker jars, provisioning tools (idempotent)
+setup: $(STAMP) ## Install what the lakehouse needs: system packages, Python env, broker jars (idempotent)
 	@$(BIN)/adplatform stack install
+
+tools: setup ## Build the provisioning tools (OpenTofu, Helm, kubectl, hcloud provider) into .tools/
 	@infra/tools/build-tools.sh
 
 $(STAMP): pyproject.toml requirements.lock infra/local/system-packages.sh
@@ -37,7 +39,7 @@ status: ## Show the health of each local service
 demo: up ## Run the main job: the whole lakehouse on local defaults
 	$(BIN)/adplatform demo
 
-test: setup ## Run the whole test suite (starts the services it needs)
+test: tools ## Run the whole test suite (starts the services it needs)
 	$(BIN)/pytest
 
 bench: setup ## Run every benchmark; results in benchmarks/results/

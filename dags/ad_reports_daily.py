@@ -17,6 +17,9 @@ for another window; `adplatform report render` does the same from a shell.
 - `resolve_request` failed: the message names the bad parameter (a date that is not
   YYYY-MM-DD, an inverted range, an unknown campaign); trigger again with a valid one.
 - A `render` failed with *schema is behind*: run `adplatform clickhouse migrate`.
+- *Gold has data for ... that ClickHouse does not hold yet*: a publish is pending for the
+  window; the run that the next `clickhouse_publish` triggers renders it. Reports never show
+  partial numbers.
 - Empty reports: check that `clickhouse_publish` has run for the window
   (`adplatform clickhouse status` lists the published days).
 - *in use by process N*: chDB allows one process per data directory; let the holder finish.
@@ -59,19 +62,21 @@ with DAG(
     },
     **dag_defaults(Owner.ANALYTICS, Tag.REPORTING),
 ):
-
-    @task(pool=POOL)
+    # No retries (see RETRYING_CANNOT_HELP in the DAG policy tests): a bad parameter stays bad,
+    # and a window waiting for its publish is rendered by the run that publish triggers.
+    @task(pool=POOL, retries=0)
     def resolve_request(*, params: dict[str, Any], dag_run: Any) -> dict[str, str]:
         """The report window and filters, validated (the campaign against ClickHouse)."""
         from adplatform.clickhouse.hook import ClickHouseHook
         from adplatform.reporting.reports import check_request, parse_request, report_window
+        from adplatform.settings import get_settings
 
         start, end = report_window(
             dag_run.run_after.date(), end=params["end_date"], days=params["days"]
         )
         request = parse_request(start, end, params["campaign"])
         with ClickHouseHook().open_client() as client:
-            check_request(client, request)
+            check_request(client, request, get_settings())
         return {
             "start": request.start.isoformat(),
             "end": request.end.isoformat(),
@@ -89,14 +94,15 @@ with DAG(
         parsed = parse_request(**request)
         report = REPORTS[report_name]
         with ClickHouseHook().open_client() as client:
-            check_request(client, parsed)
+            check_request(client, parsed, get_settings())
             rows = run_report(client, report, parsed)
         out_dir = get_settings().reports_dir / parsed.slug
         return [str(p) for p in render_report(report, parsed, rows, out_dir)]
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)
+    @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS)
     def write_index(request: dict[str, str]) -> str:
-        """Index what was rendered, even when one report failed (the run still fails)."""
+        """Index what was rendered, even when one report failed (the run still fails); nothing
+        when the request was refused."""
         from adplatform.reporting.render import write_index
         from adplatform.reporting.reports import parse_request
         from adplatform.settings import get_settings

@@ -8,6 +8,7 @@ the tests that need it, with the service's own error.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -34,6 +35,8 @@ os.environ.update(
 )
 
 from adplatform.localstack import LocalStack  # noqa: E402
+
+SCREENSHOTS = REPO_ROOT / "tests" / "screenshots"
 
 
 def free_port(span: int = 1) -> int:
@@ -139,11 +142,17 @@ class Browser:
     def open(self, url: str) -> None:
         self.driver.get(url)
 
-    def screenshot(self, path: Path, full_page: bool = True) -> Path:
-        """Save the page as a PNG at ``path``: all of it, or only what the window shows."""
+    def screenshot(self, path: Path, full_page: bool = True, height: int | None = None) -> Path:
+        """Save the page as a PNG at ``path``: all of it, or only what the window shows.
+
+        Single-page apps (the Airflow and MLflow UIs) scroll inside their own panes, so their
+        page is never taller than the window: ``height`` grows the window to that height for the
+        shot instead.
+        """
         window = self.driver.get_window_size()
-        if full_page:
+        if height is None and full_page:
             height = self.driver.execute_script("return document.documentElement.scrollHeight")
+        if height is not None:
             self.driver.set_window_size(window["width"], max(height, window["height"]))
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -152,6 +161,14 @@ class Browser:
         finally:
             self.driver.set_window_size(window["width"], window["height"])
         return path
+
+
+def publish_screenshot(shot: Path, name: str) -> None:
+    """With UPDATE_GOLDEN=1, copy a screenshot a test took into tests/screenshots/, where the
+    docs show it: the docs' pictures are refreshed on purpose, by the tests, never by hand."""
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, SCREENSHOTS / name)
 
 
 @pytest.fixture(scope="session")

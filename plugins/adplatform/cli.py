@@ -586,6 +586,46 @@ def clickhouse_status() -> None:
     sys.exit(0 if state.current else 1)
 
 
+@clickhouse.command("query")
+@click.argument("sql")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Bind a value to {NAME:Type} in SQL (repeatable).",
+)
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV with a header instead of a table.")
+def clickhouse_query(sql: str, params: tuple[str, ...], as_csv: bool) -> None:
+    """Run a read-only SQL query, e.g. against adplatform.hourly_performance, and print the rows.
+
+    Example: adplatform clickhouse query "SELECT campaign_id, sum(clicks) FROM
+    adplatform.hourly_performance WHERE event_date = {day:Date} GROUP BY 1" --param day=2026-11-26
+    """
+    import csv
+
+    from adplatform.clickhouse.client import read_only_query, settings_client
+
+    bound = {}
+    for param in params:
+        name, separator, value = param.partition("=")
+        if not separator or not name.isidentifier():
+            raise click.BadParameter(f"{param!r}: use NAME=VALUE", param_hint="--param")
+        bound[name] = value
+    with settings_client(get_settings()) as client:
+        result = read_only_query(client, sql, bound)
+    if as_csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(result.column_names)
+        writer.writerows(result.result_rows)
+        return
+    table = Table(*result.column_names)
+    for row in result.result_rows:
+        table.add_row(*map(str, row))
+    console.print(table)
+    console.print(f"{len(result.result_rows):,} rows")
+
+
 @clickhouse.command("publish")
 @click.option(
     "--date",
@@ -696,7 +736,7 @@ def report_render(
     out_dir = (out or settings.reports_dir) / request.slug
     frames = {}
     with settings_client(settings) as client:
-        check_request(client, request)
+        check_request(client, request, settings)
         with Progress(console=console, transient=True) as progress:
             querying = progress.add_task("querying", total=len(chosen))
             for name in chosen:

@@ -308,7 +308,9 @@ class MlflowServer(Service):
     """MLflow tracking server: SQLite backend store, artifacts proxied under the data root."""
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__("mlflow", settings, settings.mlflow_port, start_timeout=120)
+        # A ceiling, not an expectation: next to a running Airflow on a loaded 2-core machine,
+        # MLflow's server took over two minutes to answer its first health check.
+        super().__init__("mlflow", settings, settings.mlflow_port, start_timeout=240)
         self.home = settings.data_root / "mlflow"
 
     def prepare(self) -> None:

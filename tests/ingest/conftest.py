@@ -200,6 +200,15 @@ def read_table(root: Path) -> pa.Table:
     return ds.dataset(root, format="parquet", partitioning="hive").to_table()
 
 
+def describe_logs(settings: Settings) -> str:
+    """Each partition's committed ranges with their writers, for a failure message."""
+    return "\n".join(
+        f"  {e.partition} [{e.start}, {e.end}) consumed={e.consumed} by {e.writer}"
+        for p in range(PARTITIONS)
+        for e in PartitionLog(settings.lake_root, settings.events_topic, p).entries()
+    )
+
+
 def assert_exactly_once(settings: Settings, ledger: pa.Table) -> None:
     """Bronze holds every valid produced message once, quarantine every bad one once with the
     generator's reason, and the commit log's counts reconcile."""
@@ -217,8 +226,12 @@ def assert_exactly_once(settings: Settings, ledger: pa.Table) -> None:
     )
     assert len(bronze_keys) == len(set(bronze_keys)), "a message is in Bronze twice"
     valid = {key for key, row in produced.items() if row["expected_reason"] is None}
-    assert set(bronze_keys) == valid, (
-        f"Bronze misses {len(valid - set(bronze_keys))}, has {len(set(bronze_keys) - valid)} extra"
+    missing, extra = sorted(valid - set(bronze_keys)), sorted(set(bronze_keys) - valid)
+    # Name the offsets, not two sets of 100k (partition, offset) pairs.
+    exact = not missing and not extra
+    assert exact, (
+        f"commit log:\n{describe_logs(settings)}\nBronze misses {len(missing)} "
+        f"(first {missing[:20]}), has {len(extra)} extra (first {extra[:20]})"
     )
     for key, event_id, event_type in zip(
         bronze_keys,

@@ -36,10 +36,25 @@ from tests.ingest.conftest import (
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+def _logs(settings) -> list[PartitionLog]:
+    return [PartitionLog(settings.lake_root, settings.events_topic, p) for p in range(PARTITIONS)]
+
+
 def _staged_attempts(settings) -> int:
     """Batches left in staging: written (and perhaps committed) but not published."""
-    logs = [PartitionLog(settings.lake_root, settings.events_topic, p) for p in range(PARTITIONS)]
-    return sum(len(list(log.staging.glob("*"))) for log in logs if log.staging.exists())
+    return sum(len(list(log.staging.glob("*"))) for log in _logs(settings) if log.staging.exists())
+
+
+def _committed(settings) -> int:
+    """Offsets committed over all partitions."""
+    return sum(log.end() for log in _logs(settings))
+
+
+def _wait_for_a_commit(settings, worker, after: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while _committed(settings) == after and time.monotonic() < deadline:
+        assert worker.process.poll() is None, worker.log.read_text()[-2000:]
+        time.sleep(0.05)
 
 
 def test_sigkill_at_random_points_while_producing_loses_and_duplicates_nothing(
@@ -51,17 +66,23 @@ def test_sigkill_at_random_points_while_producing_loses_and_duplicates_nothing(
     while kills < 20 or producing.running():
         # The same static member each time, as a restarted pod: it gets its partitions back
         # at once instead of after the dead member's session times out.
+        committed = _committed(ingest_settings)
         worker = workers.start("--instance-id", "chaos")
         assert worker.wait_until_assigned(), worker.log.read_text()[-2000:]
+        if kills % 2:  # every other kill comes after a commit, so later phases are hit too
+            _wait_for_a_commit(ingest_settings, worker, committed)
         time.sleep(rng.uniform(0.0, 1.5))
         worker.process.kill()
         worker.process.wait()
         kills += 1
         killed_mid_batch += _staged_attempts(ingest_settings) > 0
     ledger = producing.join()
+    committed_by_killed_workers = _committed(ingest_settings)
     metrics = workers.drain()
     assert metrics["lag"] and not any(metrics["lag"].values())
     assert_exactly_once(ingest_settings, ledger)
+    # Killed workers had committed work that their successors resumed after.
+    assert committed_by_killed_workers > 0
     # The kills did land between writing a batch and publishing it, not only in idle moments.
     assert killed_mid_batch > 0
 

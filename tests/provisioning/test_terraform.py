@@ -1,5 +1,5 @@
 """OpenTofu modules: formatting, validation and plan-only tests with mocked providers, using the
-engine and provider plugins `make setup` builds from the Go module proxy."""
+engine and provider plugins `make tools` builds from the Go module proxy."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from adplatform.settings import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
-# Modules whose provider `make setup` builds. The AWS provider (hashicorp/aws) is left out: the
+# Modules whose provider `make tools` builds. The AWS provider (hashicorp/aws) is left out: the
 # proxy serves only a pseudo-version of its main branch, and compiling it needs more time and
 # memory than set-up has on this machine; its module is format-checked only.
 BUILT = ["modules/hcloud", "hcloud"]

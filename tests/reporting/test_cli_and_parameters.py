@@ -142,6 +142,48 @@ def test_the_cli_refuses_bad_reports_with_one_line_and_writes_nothing(cli_env):
     assert not cli_env.reports_dir.exists()
 
 
+def test_reports_of_days_gold_has_but_clickhouse_lacks_are_refused(cli_env):
+    invoke("clickhouse", "migrate")
+    early = invoke("report", "render", "--start", str(D0 - timedelta(days=1)), "--end", str(D0))
+    assert early.exit_code == 1
+    assert early.output.startswith(
+        f"error: Gold has data for {D0 - timedelta(days=1)}, {D0} that ClickHouse does not hold "
+        "yet, so the reports would show partial numbers"
+    )
+    assert not cli_env.reports_dir.exists()
+    invoke("clickhouse", "publish")
+    assert invoke("report", "render", "--end", str(D0)).exit_code == 0
+
+
+def test_analysts_query_clickhouse_read_only_with_bound_values(cli_env):
+    invoke("clickhouse", "migrate")
+    invoke("clickhouse", "publish")
+    sql = (
+        "SELECT campaign_id, sum(clicks) AS clicks FROM adplatform.hourly_performance "
+        "WHERE event_date = {day:Date} AND campaign_id != '' GROUP BY campaign_id ORDER BY 1"
+    )
+    rows = invoke("clickhouse", "query", sql, "--param", f"day={D0}", "--csv")
+    assert rows.exit_code == 0, rows.output
+    assert list(csv.reader(rows.output.splitlines())) == [
+        ["campaign_id", "clicks"],
+        ["cmp-a", "25"],
+        ["cmp-b", "1"],
+        ["cmp-c", "40"],
+    ]
+    table = invoke("clickhouse", "query", sql, "--param", f"day={D0}")
+    assert "cmp-c" in table.output and "3 rows" in table.output
+
+    dropped = invoke("clickhouse", "query", "DROP TABLE adplatform.hourly_performance")
+    assert dropped.exit_code == 1
+    assert dropped.output.startswith("error: query refused: ") and "READONLY" in dropped.output
+    assert "Traceback" not in dropped.output
+    unbound = invoke("clickhouse", "query", sql, "--param", "day")
+    assert unbound.exit_code == 2
+    assert "'day': use NAME=VALUE" in unbound.output
+    still = invoke("clickhouse", "query", "SELECT count() FROM adplatform.hourly_performance")
+    assert still.exit_code == 0, still.output
+
+
 def test_a_bad_dsn_is_one_line(monkeypatch, tmp_path):
     monkeypatch.setenv("ADP_DATA_ROOT", str(tmp_path))
     monkeypatch.setenv("ADP_CLICKHOUSE_DSN", "clickhouse://db:9000")

@@ -96,3 +96,14 @@ def test_reports_dag_renders_every_report_for_the_window(dag_env):
             (r["publisher_id"], r["impressions"], r["spend_usd"])
             for r in csv.DictReader(publishers)
         ] == [("pub-2", "2400", "290.0"), ("pub-1", "1100", "80.0")]
+
+
+def test_reports_wait_for_the_publish_and_never_render_partial_numbers(dag_env):
+    early = run_dag("ad_reports_daily", conf={"end_date": D0.isoformat(), "days": 1})
+
+    states = task_states(early)
+    assert early.state == "failed"
+    assert states[("resolve_request", -1)] == "failed"
+    assert states[("write_index", -1)] == "upstream_failed"
+    assert not (dag_env.reports_dir / f"{D0}_{D0}").exists()
+    # After the publish the same request renders: test_reports_dag_renders_every_report_...

@@ -6,8 +6,6 @@ real ones; with UPDATE_GOLDEN=1 the top-publishers page's screenshot is refreshe
 
 from __future__ import annotations
 
-import os
-import shutil
 from datetime import date, timedelta
 
 import pytest
@@ -20,10 +18,10 @@ from adplatform.lakehouse.reference import write_reference_tables
 from adplatform.reporting.render import CHARTS, render_report, write_index
 from adplatform.reporting.reports import REPORTS, parse_request, report_window, run_report
 from adplatform.reporting.sample import write_sample_gold
-from adplatform.settings import REPO_ROOT, load_settings
+from adplatform.settings import load_settings
+from tests.conftest import publish_screenshot
 
 pytestmark = pytest.mark.slow
-README_SCREENSHOT = REPO_ROOT / "tests" / "screenshots" / "report-top-publishers.png"
 IMAGES = """
 return Array.from(document.images).map(
     image => [image.getAttribute("src"), image.complete, image.naturalWidth, image.naturalHeight]
@@ -77,6 +75,4 @@ def test_the_index_links_every_report(browser, report_dir, tmp_path):
     browser.open((report_dir / "top_publishers.html").as_uri())
     shot = browser.screenshot(tmp_path / "top_publishers.png", full_page=False)
     assert shot.read_bytes().startswith(b"\x89PNG")
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        README_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, README_SCREENSHOT)
+    publish_screenshot(shot, "report-top-publishers.png")

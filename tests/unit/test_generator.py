@@ -38,6 +38,19 @@ def test_requests_follow_the_diurnal_curve_and_sum_exactly():
     assert max(per_hour) > 3 * min(per_hour)  # busy evenings, quiet nights
 
 
+def test_nothing_happens_after_the_window():
+    # An auction near the end continues past it (impressions seconds later, conversions hours
+    # later); for a window that ends about now those events lie in the future.
+    config = TrafficConfig(seed=3, start=START, hours=1, requests=4000)
+    happened = [
+        msgspec.json.decode(m.payload)["event_time_ms"]
+        for m in simulate(hours=1, requests=4000)
+        if m.expected_reason is None
+    ]
+    assert max(happened) < config.end_ms
+    assert max(happened) > config.end_ms - 60_000  # the window is used to its end
+
+
 def test_messages_come_in_emit_order(messages):
     emitted = [m.emit_ms for m in messages]
     assert emitted == sorted(emitted)

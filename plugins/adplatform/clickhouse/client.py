@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
+    from clickhouse_connect.driver.query import QueryResult
 
     from adplatform.settings import Settings
 
@@ -137,3 +138,18 @@ def _open_chdb(path: Path) -> Client:
                 ) from None
             log.info("waiting for process %s to release the chDB directory %s", holder, path)
             time.sleep(0.5)
+
+
+def read_only_query(client: Client, sql: str, parameters: dict[str, str]) -> QueryResult:
+    """An analyst's ad-hoc query: values bound server-side (``{name:Type}`` in the SQL), and
+    refused by ClickHouse itself (``readonly=1``) if it would change anything."""
+    from clickhouse_connect.driver.exceptions import ClickHouseError as DriverError
+
+    try:
+        return client.query(sql, parameters=parameters, settings={"readonly": 1})
+    except DriverError as error:
+        reason = str(error).strip().splitlines()[0]
+        raise ClickHouseError(
+            f"query refused: {reason} (queries run read-only; bind values as {{name:Type}} "
+            "with --param name=value)"
+        ) from None

@@ -67,6 +67,11 @@ class TrafficConfig:
     def start_ms(self) -> int:
         return int(self.start.timestamp() * 1000)
 
+    @property
+    def end_ms(self) -> int:
+        """When the window ends: no event happens at or after it."""
+        return self.start_ms + self.hours * HOUR_MS
+
     def requests_per_hour(self) -> list[int]:
         """Bid requests in each simulated hour, following the diurnal curve, summing exactly."""
         weights = [DIURNAL[(self.start.hour + h) % 24] for h in range(self.hours)]
@@ -139,6 +144,11 @@ class TrafficSimulator:
         for offset in offsets:
             version = 2 if rng.random() < config.schema_v2_share else 1
             for event in self._auction(rng, hour_start_ms + offset, hour_of_day, version):
+                if event["event_time_ms"] >= config.end_ms:
+                    # The rest of this auction (a late impression, a conversion hours after the
+                    # click) happens after the window: in a window that ends about now, it has
+                    # not happened yet, and the validator would rightly refuse it as future.
+                    break
                 yield from self._emit(rng, event)
 
     def _auction(

@@ -24,11 +24,11 @@ class ToolError(RuntimeError):
 
 
 def tool(name: str) -> str:
-    """Absolute path of a tool that `make setup` builds into .tools/bin (or the venv's)."""
+    """Absolute path of a tool that `make tools` builds into .tools/bin (or the venv's)."""
     for candidate in (TOOLS_BIN / name, Path(sys.executable).parent / name):
         if candidate.exists():
             return str(candidate)
-    raise ToolError(f"{name} not found in {TOOLS_BIN}: run `make setup` to build it")
+    raise ToolError(f"{name} not found in {TOOLS_BIN}: run `make tools` to build it")
 
 
 @dataclass(frozen=True)

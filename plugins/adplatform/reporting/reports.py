@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from clickhouse_connect.driver.client import Client
 
+    from adplatform.settings import Settings
+
 SQL_DIR = Path(__file__).parent / "sql"
 MAX_DAYS = 366
 DEFAULT_DAYS = 7
@@ -222,10 +224,30 @@ def check_campaign(client: Client, request: ReportRequest) -> None:
     raise ReportError(f"unknown campaign {request.campaign!r} ({len(known)} known): {hint}")
 
 
-def check_request(client: Client, request: ReportRequest) -> None:
-    """What only ClickHouse can tell: the schema is current and the campaign exists."""
+def check_request(client: Client, request: ReportRequest, settings: Settings) -> None:
+    """What only ClickHouse (and Gold) can tell: the schema is current, the campaign exists,
+    and every day of the window that Gold holds is published as it is now."""
     require_current_schema(client)
     check_campaign(client, request)
+    require_published(client, request, settings)
+
+
+def require_published(client: Client, request: ReportRequest, settings: Settings) -> None:
+    """Refuse a window with Gold days that ClickHouse lacks or holds in an older version: the
+    reports would show partial numbers. (Days without Gold data are simply empty.)"""
+    from adplatform.clickhouse.publish import days_to_publish
+
+    pending = [
+        day.event_date.isoformat()
+        for day in days_to_publish(client, settings)
+        if request.start <= day.event_date <= request.end
+    ]
+    if pending:
+        raise ReportError(
+            f"Gold has data for {', '.join(pending)} that ClickHouse does not hold yet, so the "
+            "reports would show partial numbers: they render after the next clickhouse_publish "
+            "(or run `adplatform clickhouse publish` first)"
+        )
 
 
 def run_report(client: Client, report: Report, request: ReportRequest) -> pd.DataFrame:
