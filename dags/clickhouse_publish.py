@@ -34,6 +34,10 @@ from adplatform.assets import CLICKHOUSE_FACTS, GOLD_HOURLY
 from adplatform.clickhouse.client import POOL
 from adplatform.orchestration import Owner, Tag, dag_defaults
 
+# The clickhouse pool has one slot locally: a publish goes before any queued report render, so
+# fresh numbers are not held up by pages about older ones.
+PRIORITY = 10
+
 with DAG(
     dag_id="clickhouse_publish",
     schedule=GOLD_HOURLY,
@@ -51,7 +55,7 @@ with DAG(
     **dag_defaults(Owner.DATA_ENGINEERING, Tag.LAKEHOUSE, Tag.REPORTING),
 ):
 
-    @task(pool=POOL)
+    @task(pool=POOL, priority_weight=PRIORITY)
     def check_schema() -> None:
         """Refuse to publish into a schema that is behind (or ahead of) the migrations."""
         from adplatform.clickhouse.hook import ClickHouseHook
@@ -60,7 +64,7 @@ with DAG(
         with ClickHouseHook().open_client() as client:
             require_current_schema(client)
 
-    @task(pool=POOL)
+    @task(pool=POOL, priority_weight=PRIORITY)
     def publish_dimensions() -> dict[str, int]:
         from adplatform.clickhouse.hook import ClickHouseHook
         from adplatform.clickhouse.publish import publish_dimensions
@@ -69,7 +73,7 @@ with DAG(
         with ClickHouseHook().open_client() as client:
             return publish_dimensions(client, get_settings())
 
-    @task(pool=POOL, outlets=[CLICKHOUSE_FACTS])
+    @task(pool=POOL, priority_weight=PRIORITY, outlets=[CLICKHOUSE_FACTS])
     def publish_facts(
         dimensions: dict[str, int], *, params: dict[str, Any], outlet_events: Any
     ) -> list[dict[str, Any]]:

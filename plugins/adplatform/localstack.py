@@ -346,7 +346,8 @@ class AirflowServices(Service):
     """
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__("airflow", settings, settings.airflow_port, start_timeout=240)
+        # Its four components start in about a minute, and in several on a loaded 2-core machine.
+        super().__init__("airflow", settings, settings.airflow_port, start_timeout=600)
         self.home = settings.data_root / "airflow"
 
     def environment(self) -> dict[str, str]:
@@ -454,6 +455,9 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        # A task parses its DAG file before it runs. On a loaded 2-core machine that has passed
+        # the 30 s default, and Airflow then reschedules the task a minute or more later.
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
         **settings.airflow_connections(),
     }
 

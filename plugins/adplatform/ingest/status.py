@@ -7,10 +7,11 @@ read that one, and the two should agree after every batch.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from adplatform.ingest.commitlog import IngestError, PartitionLog
 from adplatform.settings import Settings
@@ -59,12 +60,7 @@ def ingest_status(
                 f"topic {settings.events_topic} does not exist: create it with `adplatform topics`"
             )
         partitions = sorted(topic.partitions)
-        committed = {
-            tp.partition: tp.offset
-            for tp in consumer.committed(
-                [TopicPartition(settings.events_topic, p) for p in partitions], timeout=15
-            )
-        }
+        committed = _group_offsets(consumer, settings.events_topic, partitions)
         rows = []
         for partition in partitions:
             low, high = consumer.get_watermark_offsets(
@@ -76,7 +72,7 @@ def ingest_status(
                 PartitionStatus(
                     partition=partition,
                     committed_end=entries[-1].end if entries else 0,
-                    group_offset=committed[partition] if committed[partition] >= 0 else None,
+                    group_offset=committed.get(partition),
                     log_start=low,
                     log_end=high,
                     commits=len(entries),
@@ -89,3 +85,26 @@ def ingest_status(
         return rows
     finally:
         consumer.close()
+
+
+_COORDINATOR_NOT_READY = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
+
+
+def _group_offsets(consumer: Consumer, topic: str, partitions: list[int]) -> dict[int, int]:
+    """The group's committed offsets (monitoring only): none while the broker's group
+    coordinator is not ready (it loads on a fresh broker), rather than failing the status."""
+    for attempt in range(5):
+        try:
+            found = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=15)
+            return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
+        except KafkaException as error:
+            if error.args[0].code() not in _COORDINATOR_NOT_READY:
+                raise
+            time.sleep(0.5 * 2**attempt)
+    return {}
