@@ -3,12 +3,15 @@
 Features (see ``ml/README.md``): every request dimension as a categorical code, hour of day
 and day of week, the user's frequency (impressions earlier that day), and smoothed historical
 CTRs of the creative, campaign, publisher, site and placement. A training row's historical CTR
-counts only impressions before it, in time order (never its own label or later ones); the spec
-freezes the counts at the end of the training data, which is what the scorer, and so the
-holdout evaluation, see.
+counts only what was known when it was scored: impressions more than the label delay
+(Silver's click window) before it, whose clicks had all arrived; never its own label, later
+ones, or earlier ones still open. The spec freezes the counts at the end of the training data, which is
+what the scorer, and so the holdout evaluation, see.
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
@@ -57,8 +60,10 @@ def fit_spec(history: pd.DataFrame) -> FeatureSpec:
     return FeatureSpec(tuple(features))
 
 
-def training_matrix(history: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
-    """The model's features for time-ordered training rows, CTRs from earlier rows only."""
+def training_matrix(
+    history: pd.DataFrame, spec: FeatureSpec, label_delay: timedelta
+) -> pd.DataFrame:
+    """The model's features for training rows; historical CTRs from settled earlier rows only."""
     columns: dict[str, np.ndarray] = {}
     for feature in spec.features:
         values = history[feature.source]
@@ -68,9 +73,29 @@ def training_matrix(history: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
         elif feature.kind == "numeric":
             columns[feature.name] = values.to_numpy(dtype=np.float64)
         else:
-            labels = history[LABEL].astype(np.int64)  # int8 would overflow in the sums
-            groups = labels.groupby(values, observed=True, sort=False)
-            impressions_before = groups.cumcount().to_numpy(dtype=np.float64)
-            clicks_before = (groups.cumsum() - labels).to_numpy(dtype=np.float64)
-            columns[feature.name] = feature.smoothed(impressions_before, clicks_before)
+            impressions, clicks = _settled_before(history, feature.source, label_delay)
+            columns[feature.name] = feature.smoothed(impressions, clicks)
     return pd.DataFrame(columns, index=history.index)
+
+
+def _settled_before(
+    history: pd.DataFrame, source: str, label_delay: timedelta
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each row: the impressions and clicks of its ``source`` value that happened more than
+    ``label_delay`` before it (an as-of lookup in the rows sorted by value, then time)."""
+    codes = pd.factorize(history[source])[0].astype(np.int64)
+    times = history["event_time"]
+    offsets = ((times - times.min()) // pd.Timedelta(milliseconds=1)).to_numpy(dtype=np.int64)
+    span = int(offsets.max()) + 1  # (value, time) as one sortable integer
+    order = np.argsort(codes * span + offsets, kind="stable")
+    codes, offsets = codes[order], offsets[order]
+    sorted_keys = codes * span + offsets
+    delay_ms = label_delay // timedelta(milliseconds=1)
+    # In this order the cut-offs ascend too, which keeps the search cache-friendly.
+    settled = np.searchsorted(sorted_keys, codes * span + np.maximum(offsets - delay_ms, 0))
+    first = np.concatenate(([0], np.cumsum(np.bincount(codes))))[codes]  # the value's first row
+    clicks = np.concatenate(([0], np.cumsum(history[LABEL].to_numpy(dtype=np.int64)[order])))
+    impressions_before, clicks_before = np.empty((2, len(order)))
+    impressions_before[order] = settled - first
+    clicks_before[order] = clicks[settled] - clicks[first]
+    return impressions_before, clicks_before

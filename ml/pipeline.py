@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import asdict
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,11 @@ class Workspace:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def label_delay(settings: Settings) -> timedelta:
+    """How long an impression's label stays open: Silver attributes clicks within this window."""
+    return timedelta(minutes=settings.transform_click_window_minutes)
+
+
 def build_features(
     settings: Settings, work: Workspace, end: date | None = None, lookback_days: int | None = None
 ) -> dict[str, Any]:
@@ -68,7 +73,7 @@ def build_features(
     split = split_by_time(frame)
     history = pd.concat([split.train, split.validation])
     spec = fit_spec(history)
-    features = training_matrix(history, spec)
+    features = training_matrix(history, spec, label_delay(settings))
     features[LABEL] = history[LABEL].to_numpy()
     features[_VALIDATION] = np.arange(len(history)) >= len(split.train)
     work.bundle.mkdir(parents=True, exist_ok=True)
@@ -112,6 +117,7 @@ def train(
                 "holdout_start": built["holdout_start"],
                 "features": len(features.columns),
                 "ctr_smoothing_strength": SMOOTHING_STRENGTH,
+                "ctr_label_delay_minutes": settings.transform_click_window_minutes,
             }
         )
         mlflow.set_tag("data.fingerprint", data["fingerprint"])

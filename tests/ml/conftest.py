@@ -4,7 +4,7 @@ on them (without MLflow) for the serving tests."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import pandas as pd
 import pytest
@@ -19,6 +19,7 @@ from ml.train import TrainingParams, train_lightgbm
 FIRST_DAY = date(2026, 3, 2)
 DAYS = 4
 REQUESTS_PER_DAY = 60_000  # about 47,000 impressions and 1,500 clicks a day
+DELAY = timedelta(hours=1)  # labels stay open this long (Silver's click window)
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +42,7 @@ def train_bundle(settings: Settings, params: TrainingParams) -> Trained:
     split = split_by_time(frame)
     history = pd.concat([split.train, split.validation])
     spec = fit_spec(history)
-    features = training_matrix(history, spec)
+    features = training_matrix(history, spec, DELAY)
     labels = history[LABEL].to_numpy()
     n = len(split.train)
     booster, _ = train_lightgbm(

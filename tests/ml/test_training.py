@@ -19,7 +19,7 @@ from ml.metrics import evaluate
 from ml.scorer import ServingModel
 from ml.simulated_gold import simulated_day
 from ml.train import HashedLogisticBaseline
-from tests.ml.conftest import DAYS
+from tests.ml.conftest import DAYS, DELAY
 
 
 def test_the_model_beats_the_baseline_on_the_holdout(trained):
@@ -45,22 +45,29 @@ def test_the_data_version_names_the_partitions(gold):
     assert again.fingerprint == version.fingerprint
 
 
-def test_historical_ctrs_use_only_earlier_impressions(trained):
+def test_historical_ctrs_use_only_settled_earlier_impressions(trained):
+    """A row's CTR counts only impressions whose clicks had all arrived when it was scored."""
     history = trained.history
     spec = ServingModel.from_files(trained.files, {}).spec
-    features = training_matrix(history, spec)
+    features = training_matrix(history, spec, DELAY)
     first = history.groupby("creative_id", sort=False).head(1).index
     ctr = spec.features[spec.names.index("ctr_creative_id")]
     # Every creative's first impression sees no history: exactly the prior.
     assert np.allclose(features.loc[first, "ctr_creative_id"], ctr.prior)
-    # Changing a row's own label (or any later one) leaves its feature unchanged.
-    flipped = history.copy()
     row = history.index[len(history) // 2]
-    flipped.loc[row:, LABEL] = 1 - flipped.loc[row:, LABEL]
-    assert (
-        training_matrix(flipped, spec).loc[row, "ctr_creative_id"]
-        == features.loc[row, "ctr_creative_id"]
-    )
+    when, creative = history.loc[row, "event_time"], history.loc[row, "creative_id"]
+    settled = history[(history["creative_id"] == creative) & (history["event_time"] < when - DELAY)]
+    expected = ctr.smoothed(len(settled), settled[LABEL].sum())
+    assert features.loc[row, "ctr_creative_id"] == pytest.approx(expected, rel=1e-12)
+    # Labels still open at that time (within the delay), its own and later ones: no effect.
+    flipped = history.copy()
+    still_open = history["event_time"] >= when - DELAY
+    flipped.loc[still_open, LABEL] = 1 - flipped.loc[still_open, LABEL]
+    unchanged = training_matrix(flipped, spec, DELAY).loc[row, "ctr_creative_id"]
+    assert unchanged == features.loc[row, "ctr_creative_id"]
+    # Settled ones count.
+    flipped.loc[settled.index, LABEL] = 1 - flipped.loc[settled.index, LABEL]
+    assert training_matrix(flipped, spec, DELAY).loc[row, "ctr_creative_id"] != unchanged
 
 
 def test_training_and_serving_encode_requests_alike(trained):
@@ -68,7 +75,7 @@ def test_training_and_serving_encode_requests_alike(trained):
     model = ServingModel.from_files(trained.files, {})
     rows = trained.history.tail(500)
     served = model.encoder.encode(rows.to_dict("records"))
-    training = training_matrix(trained.history, model.spec).tail(500).to_numpy()
+    training = training_matrix(trained.history, model.spec, DELAY).tail(500).to_numpy()
     same = [i for i, f in enumerate(model.spec.features) if f.kind != "smoothed_ctr"]
     assert np.array_equal(served[:, same], training[:, same], equal_nan=True)
     one_by_one = [model.predict([r])[0] for r in rows.head(20).to_dict("records")]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as visible
@@ -41,7 +42,12 @@ class Page:
         return self.browser.driver
 
     def until(self, condition: Callable[[Any], Any]) -> Any:
-        return WebDriverWait(self.driver, UI_WAIT).until(condition)
+        """``condition``'s first truthy value; an element the React UI re-rendered meanwhile
+        is looked up again on the next try."""
+        wait = WebDriverWait(
+            self.driver, UI_WAIT, ignored_exceptions=[StaleElementReferenceException]
+        )
+        return wait.until(condition)
 
     def element(self, xpath: str) -> WebElement:
         """The element at ``xpath`` once it is present and visible."""
@@ -61,9 +67,25 @@ class Page:
         return shot
 
 
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call" and report.failed:
+        item.stash[FAILED] = True
+    return report
+
+
 @pytest.fixture
-def page(browser: Browser, tmp_path: Path) -> Page:
-    return Page(browser, tmp_path)
+def page(browser: Browser, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """The session's browser for one test; what it showed when the test failed is kept as
+    failure.png in the test's folder."""
+    yield Page(browser, tmp_path)
+    if request.node.stash.get(FAILED, False):
+        shot = browser.screenshot(tmp_path / "failure.png", full_page=False)
+        print(f"the browser showed this when the test failed: {shot}")
 
 
 class AirflowUi:

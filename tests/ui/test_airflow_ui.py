@@ -5,6 +5,8 @@ shared with tests/provisioning."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 
@@ -79,11 +81,16 @@ def test_the_provision_form_shows_its_params_and_refuses_a_value_outside_the_sch
         page.click(f"{MODAL}//label[contains(normalize-space(), 'Unpause {PROVISION}')]")
     page.click(f"{MODAL}//button[normalize-space()='Advanced Options']")
     editor = page.element(field("Configuration JSON"))
-    # Double-click the environment's value and type over it, as a user would.
-    ActionChains(page.driver).double_click(
-        editor.find_element("xpath", ".//span[text()='\"local\"']")
-    ).perform()
-    page.until(lambda driver: driver.switch_to.active_element.get_attribute("role") == "textbox")
+
+    # Double-click the environment's value and type over it, as a user would. A double-click
+    # that lands while the editor (Monaco, loaded on demand) is still starting selects nothing,
+    # so it is repeated until the editor shows the word selected.
+    def select_the_environment(driver: Any) -> bool:
+        value = editor.find_element("xpath", ".//span[text()='\"local\"']")
+        ActionChains(driver).double_click(value).perform()
+        return bool(editor.find_elements("css selector", ".selected-text"))
+
+    page.until(select_the_environment)
     ActionChains(page.driver).send_keys("moon").perform()
     page.click(f"{MODAL}//label[normalize-space()='Dag Run Note']")  # leave the editor
     page.until(lambda driver: '"environment": "moon",' in editor.text)
