@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.keys import Keys
 
 from tests.dags.test_dag_folder import EXPECTED_DAG_IDS
 from tests.ui.conftest import AirflowUi, Page
@@ -82,16 +83,19 @@ def test_the_provision_form_shows_its_params_and_refuses_a_value_outside_the_sch
     page.click(f"{MODAL}//button[normalize-space()='Advanced Options']")
     editor = page.element(field("Configuration JSON"))
 
-    # Double-click the environment's value and type over it, as a user would. A double-click
-    # that lands while the editor (Monaco, loaded on demand) is still starting selects nothing,
-    # so it is repeated until the editor shows the word selected.
-    def select_the_environment(driver: Any) -> bool:
-        value = editor.find_element("xpath", ".//span[text()='\"local\"']")
-        ActionChains(driver).double_click(value).perform()
-        return bool(editor.find_elements("css selector", ".selected-text"))
+    # Select the environment's value with the keyboard and type over it, as a user would. Mouse
+    # positions are at the mercy of the panel still sliding open (in CI a double-click on the
+    # value landed on the next line), so the mouse only gives the editor the focus.
+    def focus_the_editor(driver: Any) -> bool:
+        editor.find_element("xpath", ".//span[text()='\"local\"']").click()
+        return driver.switch_to.active_element.get_attribute("role") == "textbox"
 
-    page.until(select_the_environment)
-    ActionChains(page.driver).send_keys("moon").perform()
+    page.until(focus_the_editor)
+    keys = ActionChains(page.driver)
+    keys.key_down(Keys.CONTROL).send_keys(Keys.HOME).key_up(Keys.CONTROL)  # line 1: {
+    keys.send_keys(Keys.DOWN, Keys.END, Keys.LEFT, Keys.LEFT)  # line 2: ..."local|",
+    keys.key_down(Keys.CONTROL).key_down(Keys.SHIFT).send_keys(Keys.LEFT)  # ..."|local|",
+    keys.key_up(Keys.SHIFT).key_up(Keys.CONTROL).send_keys("moon").perform()
     page.click(f"{MODAL}//label[normalize-space()='Dag Run Note']")  # leave the editor
     page.until(lambda driver: '"environment": "moon",' in editor.text)
     page.click(f"{MODAL}//button[normalize-space()='Trigger']")

@@ -26,8 +26,9 @@ def test_the_ctr_run_shows_its_metrics_and_plots(mlflow_server, ctr_run: CtrRun,
     page.driver.refresh()
     page.click("//*[@role='button'][normalize-space()='Model training']")
     page.click("//a[normalize-space()='ctr_model']")
-    run = page.click(f"//a[normalize-space()='{ctr_run.run_name}']")
-    assert run.get_attribute("href").endswith(f"/runs/{ctr_run.run_id}")
+    run_link = f"//a[normalize-space()='{ctr_run.run_name}']"
+    assert page.element(run_link).get_attribute("href").endswith(f"/runs/{ctr_run.run_id}")
+    page.click(run_link)  # the link is gone once its page opens
 
     page.element(f"//h2[normalize-space()='{ctr_run.run_name}']")
     page.element("//*[@role='cell'][normalize-space()='holdout_auc']")
