@@ -6,12 +6,13 @@ import math
 from dataclasses import dataclass
 from datetime import timedelta
 
+from adplatform.events.schema import EventType
 from adplatform.lakehouse.partitions import HOUR
 from adplatform.settings import Settings
 
 # What attribution reads from the hours before the ones it builds: clicks find their impression,
 # conversions their click.
-LOOKBACK_EVENT_TYPES = ("impression", "click")
+LOOKBACK_EVENT_TYPES = (EventType.IMPRESSION, EventType.CLICK)
 
 
 @dataclass(frozen=True)
