@@ -154,14 +154,15 @@ class AirflowClient:
         task_id: str,
         map_index: int = -1,
         timeout: float = 600,
-        settle: float = 5.0,
+        settle: float = 15.0,
     ) -> dict[str, Any]:
         """Wait until a human-in-the-loop task asks for input; returns its request (subject,
         body, options). Raises if the task finishes without asking.
 
         It returns ``settle`` seconds after the request appears: Airflow 3.3 fails the task when
         an answer lands before the scheduler has processed the task's pause (an answer faster
-        than any person gives), so automated answers wait like a person would.
+        than any person gives), so automated answers wait like a person would. A CI run saw that
+        processing take 5.6 s on a busy scheduler, hence the margin.
         """
         deadline = time.monotonic() + timeout
         while True:
