@@ -5,8 +5,8 @@ and day of week, the user's frequency (impressions earlier that day), and smooth
 CTRs of the creative, campaign, publisher, site and placement. A training row's historical CTR
 counts only what was known when it was scored: impressions more than the label delay
 (Silver's click window) before it, whose clicks had all arrived; never its own label, later
-ones, or earlier ones still open. The spec freezes the counts at the end of the training data, which is
-what the scorer, and so the holdout evaluation, see.
+ones, or earlier ones still open. The spec freezes the counts at the end of the training data,
+which is what the scorer, and so the holdout evaluation, see.
 """
 
 from __future__ import annotations
