@@ -213,6 +213,15 @@ class Service:
             return "(no log)"
 
 
+def new_kafka_cluster_id() -> str:
+    """A random cluster id in Kafka's format. Like Kafka's own Uuid.randomUuid it never starts
+    with '-', which kafka-storage's command line would read as an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class KafkaBroker(Service):
     """A single-node Apache Kafka 4 broker in KRaft mode (broker and controller in one)."""
 
@@ -258,7 +267,7 @@ class KafkaBroker(Service):
             )
         )
         if not (data / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = new_kafka_cluster_id()
             result = subprocess.run(
                 [
                     "java",

@@ -1,11 +1,18 @@
 """The local stack's own behaviour: idempotent start, clean stop, clear errors."""
 
+import base64
 import os
 import socket
 
 import pytest
 
-from adplatform.localstack import KafkaBroker, LocalStack, MlflowServer, StackError
+from adplatform.localstack import (
+    KafkaBroker,
+    LocalStack,
+    MlflowServer,
+    StackError,
+    new_kafka_cluster_id,
+)
 from adplatform.settings import load_settings
 from tests.conftest import free_port
 
@@ -53,3 +60,10 @@ def test_missing_java_is_named_with_the_fix(tmp_path, monkeypatch):
 def test_unknown_service_is_refused(tmp_path):
     with pytest.raises(StackError, match="unknown service redis"):
         LocalStack(load_settings(data_root=tmp_path)).up(["redis"])
+
+
+def test_kafka_cluster_ids_never_look_like_an_option():
+    # One urlsafe-base64 uuid in 64 starts with '-', and kafka-storage then read it as a flag.
+    ids = [new_kafka_cluster_id() for _ in range(2000)]
+    assert not [cluster_id for cluster_id in ids if cluster_id.startswith("-")]
+    assert {len(base64.urlsafe_b64decode(cluster_id + "==")) for cluster_id in ids} == {16}
