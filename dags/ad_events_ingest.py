@@ -4,9 +4,11 @@
 Whenever the events topic has a backlog, one bounded micro-batch: the ingest worker joins the
 consumer group, reads the events topic from where the commit log ends, validates every message,
 writes accepted events to **Bronze** (Parquet, partitioned by event date, hour and type) and bad
-ones to the **quarantine** table and the dead-letter topic, and stops when it has caught up or
-reached `max_events` / `max_seconds`. The Bronze and quarantine Assets are emitted only when the run
-wrote rows to them, so Silver runs on new data, not on every tick.
+ones to the **quarantine** table and the dead-letter topic, and stops once it has read the topic
+up to where it ended when the run started (what arrives meanwhile is the next run's: under steady
+traffic a run never waits for it) or reached `max_events` / `max_seconds`. The Bronze and
+quarantine Assets are emitted only when the run wrote rows to them, so Silver runs on new data, not
+on every tick.
 
 Kafka settings come from the `kafka_default` connection (its extra is the librdkafka config,
 read through the Kafka provider's hook). The metrics (consumed = accepted + quarantined, lag per

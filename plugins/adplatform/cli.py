@@ -223,7 +223,9 @@ def ingest() -> None:
 @click.option("--max-events", type=click.IntRange(min=1), help="Stop after reading this many.")
 @click.option("--max-seconds", type=click.FloatRange(min=1), help="Stop after this long.")
 @click.option(
-    "--until-caught-up", is_flag=True, help="Stop once the assigned partitions are ingested."
+    "--until-caught-up",
+    is_flag=True,
+    help="Stop once the topic is ingested up to where it ended when the run started.",
 )
 @click.option("--group-id", help="Consumer group [default: ADP_INGEST_GROUP_ID].")
 @click.option("--instance-id", help="Static group membership id [default: ADP_INGEST_INSTANCE_ID].")

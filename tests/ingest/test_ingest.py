@@ -7,6 +7,7 @@ import json
 import os
 import random
 import subprocess
+import threading
 import time
 
 import msgspec
@@ -142,6 +143,33 @@ def test_two_workers_started_by_mistake_in_different_groups_still_ingest_once(
     # Both read every partition: ranges were contested, and each went to one of them.
     lost = sum(w.log.read_text().count("committed by another writer") for w in running)
     assert lost > 0
+
+
+def test_a_run_until_caught_up_ends_at_the_topics_end_as_of_its_start(ingest_settings, tmp_path):
+    backlog = produce(ingest_settings, traffic(2_000), tmp_path)
+    stopped = threading.Event()
+
+    def keep_producing() -> None:  # without a pause, for at most a minute
+        producer = Producer(producer_config(ingest_settings))
+        deadline = time.monotonic() + 60
+        while not stopped.is_set() and time.monotonic() < deadline:
+            producer.produce(ingest_settings.events_topic, b"{}")
+            producer.poll(0.005)
+        producer.flush(10)
+
+    producing = threading.Thread(target=keep_producing)
+    producing.start()
+    try:
+        options = IngestOptions.from_settings(ingest_settings, until_caught_up=True)
+        metrics = IngestWorker(ingest_settings, options).run()
+        assert producing.is_alive(), "the run chased the traffic until it stopped"
+    finally:
+        stopped.set()
+        producing.join()
+    assert metrics.consumed == metrics.accepted + metrics.quarantined >= backlog.num_rows
+    assert metrics.accepted == backlog.num_rows - sum(
+        reason is not None for reason in backlog["expected_reason"].to_pylist()
+    )
 
 
 def _malformed_corpus() -> list[tuple[bytes | None, Reason | None]]:

@@ -49,7 +49,9 @@ class IngestOptions:
     batch_seconds: float  # ... or this long after it opened
     max_events: int | None = None  # stop after reading this many messages
     max_seconds: float | None = None  # stop after this long
-    until_caught_up: bool = False  # stop once every partition of the topic is ingested
+    # Stop once every partition is ingested up to where the topic ended when the run started:
+    # under steady traffic a run that waited for an empty poll would never end before its limit.
+    until_caught_up: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> IngestOptions:
@@ -285,6 +287,7 @@ class IngestWorker:
         self._buffered = 0
         self._taken = 0  # messages read this run
         self._partitions: list[int] = []  # all of the topic's
+        self._targets: dict[int, int] = {}  # partition -> its end when the run started
         self.metrics = RunMetrics()
 
     def _log(self, partition: int) -> PartitionLog:
@@ -306,6 +309,8 @@ class IngestWorker:
             on_lost=self._on_revoke,
         )
         options = self.options
+        if options.until_caught_up:
+            self._targets = self._high_watermarks(self._partitions)
         deadline = started + options.max_seconds if options.max_seconds else float("inf")
         reported = started
         try:
@@ -323,7 +328,7 @@ class IngestWorker:
                     self._batches and time.monotonic() - self._batch_opened >= options.batch_seconds
                 ):
                     self._flush()
-                elif not messages and options.until_caught_up and self._caught_up():
+                elif options.until_caught_up and self._caught_up():
                     break
                 if self._on_progress and time.monotonic() - reported >= 1:
                     reported = time.monotonic()
@@ -510,17 +515,26 @@ class IngestWorker:
             self._handle_results()
 
     def _caught_up(self) -> bool:
-        """Is every partition of the topic ingested up to its end? Those of other members (or of
-        a stopped one whose session has not expired yet) count too: a worker that stopped at
-        the end of its own share could leave the rest unassigned for a while."""
-        if self._batches:
-            return False
-        self._settle()
-        highs = self._high_watermarks(self._partitions)
-        return len(highs) == len(self._partitions) and all(
-            self._positions.get(partition, self._log(partition).end()) >= high
-            for partition, high in highs.items()
-        )
+        """Is every partition of the topic ingested up to where it ended when the run started?
+        Those of other members (or of a stopped one whose session has not expired yet) count
+        too: a worker that stopped at the end of its own share could leave the rest unassigned
+        for a while."""
+        missing = [p for p in self._partitions if p not in self._targets]
+        if missing:  # the broker did not answer for them at the start
+            self._targets |= self._high_watermarks(missing)
+            if len(self._targets) < len(self._partitions):
+                return False
+        # Own partitions first: reading another member's progress means reading its log.
+        order = sorted(self._targets, key=lambda partition: partition not in self._positions)
+        return all(self._reached(partition) >= self._targets[partition] for partition in order)
+
+    def _reached(self, partition: int) -> int:
+        """The offset up to which a partition is read (this worker's) or committed (others')."""
+        if partition in self._batches:
+            return self._batches[partition].end
+        if partition in self._positions:
+            return self._positions[partition]
+        return self._log(partition).end()
 
     def _high_watermarks(
         self, partitions: list[int] | None = None, cached: bool = False
