@@ -9,8 +9,11 @@ rebuild every hour of that range, e.g. after a fix to the transform or its windo
    run (new or late data) and the later hours whose attribution reaches back to them.
 2. `check_bronze` → `bronze_to_silver` (Spark) → `check_silver` → `publish_silver` emits
    `silver_ad_events`.
-3. `silver_to_gold` and `ctr_training_set` (Spark) → `check_gold` → `publish_gold` emits
-   `gold_hourly_performance` and `gold_ctr_training`.
+3. `silver_to_gold` (Spark) → `check_gold` → `publish_gold` emits `gold_hourly_performance`:
+   ClickHouse and the reports never wait for the training set.
+4. `ctr_training_set` (Spark, after `silver_to_gold` in the pool) → `check_ctr_training` →
+   `publish_ctr_training` emits `gold_ctr_training`.
+5. `finish` records the Bronze the run read as done, once both are published.
 
 Spark writes into the run's staging area (`<data_root>/lake/_staging/<run>`); a layer is
 swapped into the live tables only after its Great Expectations gate passes. Spark tasks share
@@ -20,8 +23,9 @@ the `spark` pool; resources and windows come from `ADP_SPARK_*` / `ADP_TRANSFORM
 
 #### Triage
 - *A `check_*` task failed*: the task log lists the failed expectations and links their Data
-  Docs page (`<data_root>/quality/data_docs/index.html`). Nothing was published; fix the data
-  or the code, then clear the run (or trigger a backfill of the affected days).
+  Docs page (`<data_root>/quality/data_docs/index.html`). Nothing behind that gate was
+  published; fix the data or the code, then clear the run (or trigger a backfill of the
+  affected days).
 - *A Spark task failed*: its log holds the spark-submit output and the Python traceback. The
   run is safe to clear: jobs only write to the run's staging area.
 - *`plan` skipped everything*: no Bronze hour changed since the last published run.
@@ -110,19 +114,36 @@ with DAG(
         context["outlet_events"][SILVER].extra = published
         return published
 
-    @task(outlets=[GOLD_HOURLY, GOLD_CTR_TRAINING])
+    @task
+    def check_ctr_training(run_dir: str, **context: Any) -> str:
+        return _gate("ctr_training", run_dir, context["run_id"])
+
+    @task(outlets=[GOLD_HOURLY])
     def publish_gold(run_dir: str, **context: Any) -> dict[str, Any]:
         from adplatform.transform import pipeline
 
         published = pipeline.publish_gold(get_settings(), run_dir)
-        for asset in (GOLD_HOURLY, GOLD_CTR_TRAINING):
-            context["outlet_events"][asset].extra = published
+        context["outlet_events"][GOLD_HOURLY].extra = published
         return published
+
+    @task(outlets=[GOLD_CTR_TRAINING])
+    def publish_ctr_training(run_dir: str, **context: Any) -> dict[str, Any]:
+        from adplatform.transform import pipeline
+
+        published = pipeline.publish_ctr_training(get_settings(), run_dir)
+        context["outlet_events"][GOLD_CTR_TRAINING].extra = published
+        return published
+
+    @task
+    def finish(run_dir: str) -> None:
+        from adplatform.transform import pipeline
+
+        pipeline.finish(get_settings(), run_dir)
 
     planned = plan()
     run_dir = planned["run_dir"]
 
-    def spark_job(name: str) -> SparkJobOperator:
+    def spark_job(name: str, priority_weight: int = 1) -> SparkJobOperator:
         return SparkJobOperator(
             task_id=name,
             application=str(SPARK_JOBS / f"{name}.py"),
@@ -131,15 +152,26 @@ with DAG(
             conf=SPARK_CONF,
             name=f"adplatform-{name}",
             pool=SPARK_POOL,
+            priority_weight=priority_weight,
         )
 
-    (
+    published_silver = (
         check_bronze(run_dir)
         >> spark_job("bronze_to_silver")
         >> check_silver(run_dir)
         >> publish_silver(run_dir)
-        >> spark_job("silver_to_gold")
-        >> spark_job("ctr_training_set")
+    )
+    # Reporting waits on the hourly rollup, so it takes the one-slot pool first.
+    published_gold = (
+        published_silver
+        >> spark_job("silver_to_gold", priority_weight=10)
         >> check_gold(run_dir)
         >> publish_gold(run_dir)
     )
+    published_training = (
+        published_silver
+        >> spark_job("ctr_training_set")
+        >> check_ctr_training(run_dir)
+        >> publish_ctr_training(run_dir)
+    )
+    [published_gold, published_training] >> finish(run_dir)

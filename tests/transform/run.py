@@ -39,10 +39,14 @@ def run_transform(
         pipeline.check(settings, "silver", run_dir, run_id)
     pipeline.publish_silver(settings, run_dir)
     stage_gold_hourly(spark, settings, hours, area)
-    stage_ctr_training(spark, settings, hours, area)
     if gates:
         pipeline.check(settings, "gold", run_dir, run_id)
     pipeline.publish_gold(settings, run_dir)
+    stage_ctr_training(spark, settings, hours, area)
+    if gates:
+        pipeline.check(settings, "ctr_training", run_dir, run_id)
+    pipeline.publish_ctr_training(settings, run_dir)
+    pipeline.finish(settings, run_dir)
     return planned
 
 

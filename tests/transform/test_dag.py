@@ -72,10 +72,25 @@ def test_assets_are_emitted_only_after_their_gate_and_spark_jobs_share_one_pool(
     emitting = {t.task_id: {a.name for a in t.outlets} for t in dag.tasks if t.outlets}
     assert emitting == {
         "publish_silver": {"silver_ad_events"},
-        "publish_gold": {"gold_hourly_performance", "gold_ctr_training"},
+        "publish_gold": {"gold_hourly_performance"},
+        "publish_ctr_training": {"gold_ctr_training"},
     }
     assert "check_silver" in dag.get_task("publish_silver").upstream_task_ids
     assert "check_gold" in dag.get_task("publish_gold").upstream_task_ids
+    assert "check_ctr_training" in dag.get_task("publish_ctr_training").upstream_task_ids
+    # Gold hourly does not wait for the training set, and takes the Spark pool before it.
+    assert "ctr_training_set" not in dag.get_task("publish_gold").get_flat_relative_ids(
+        upstream=True
+    )
+    assert (
+        dag.get_task("silver_to_gold").priority_weight
+        > dag.get_task("ctr_training_set").priority_weight
+    )
+    assert dag.get_task("finish").upstream_task_ids == {
+        "plan",
+        "publish_gold",
+        "publish_ctr_training",
+    }
     spark_tasks = [t for t in dag.tasks if t.task_type == "SparkJobOperator"]
     assert {t.task_id for t in spark_tasks} == {
         "bronze_to_silver",
@@ -141,7 +156,7 @@ def test_a_failed_gate_stops_the_run_before_publication(lake):
     task_states = states(run)
     assert str(run.state) == "failed"
     assert task_states["check_bronze"] == "failed"
-    for downstream in ("bronze_to_silver", "publish_silver", "publish_gold"):
+    for downstream in ("bronze_to_silver", "publish_silver", "publish_gold", "finish"):
         assert task_states[downstream] == "upstream_failed", task_states
     assert asset_events(run) == set()
     pd.testing.assert_frame_equal(read_table(lake, GOLD_HOURLY_PERFORMANCE), before)

@@ -14,11 +14,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from adplatform.lakehouse.partitions import data_files, parse_hours
-from adplatform.lakehouse.tables import BRONZE_EVENTS, GOLD_HOURLY_PERFORMANCE, SILVER_EVENTS
+from adplatform.lakehouse.tables import (
+    BRONZE_EVENTS,
+    GOLD_CTR_TRAINING,
+    GOLD_HOURLY_PERFORMANCE,
+    SILVER_EVENTS,
+)
 from adplatform.quality.gate import QualityGateFailed
 from adplatform.settings import load_settings
 from adplatform.transform import pipeline
-from adplatform.transform.jobs import stage_gold_hourly, stage_silver
+from adplatform.transform.jobs import stage_ctr_training, stage_gold_hourly, stage_silver
 from adplatform.transform.plan import RunArea
 from tests.transform.handmade import write_handmade_bronze
 from tests.transform.run import run_transform
@@ -53,8 +58,9 @@ def test_gates_pass_on_good_data_and_leave_data_docs(spark, settings):
         "silver-silver_events",
         "silver-silver_vs_bronze",
         "gold-gold_hourly_performance",
-        "gold-gold_ctr_training",
         "gold-gold_vs_silver",
+        "ctr_training-gold_ctr_training",
+        "ctr_training-ctr_training_vs_silver",
     } <= pages
 
 
@@ -77,7 +83,6 @@ def test_a_ctr_above_one_fails_the_gold_gate(spark, settings):
     area = RunArea(Path(planned["run_dir"]))
     hours = parse_hours(planned["hours"])
     stage_gold_hourly(spark, settings, hours, area)
-    area.write("gold_ctr", {"days": [], "rows": 0})
     path = data_files(area.staged(GOLD_HOURLY_PERFORMANCE) / "event_date=2026-03-02/event_hour=10")[
         0
     ]
@@ -90,6 +95,20 @@ def test_a_ctr_above_one_fails_the_gold_gate(spark, settings):
     message = failed_gate(settings, "gold", planned["run_dir"])
     assert "expect_column_values_to_be_between(column='ctr', min_value=0" in message
     assert "column_A='silver_attributed_clicks', column_B='gold_clicks'" in message
+
+
+def test_a_duplicated_training_row_fails_the_training_set_gate(spark, settings):
+    run_transform(spark, settings, "first", DAY, DAY)
+    live = data_files(GOLD_CTR_TRAINING.path(settings) / "event_date=2026-03-02")
+    planned = pipeline.plan_run(settings, "bad-ctr", DAY, DAY)
+    area = RunArea(Path(planned["run_dir"]))
+    stage_ctr_training(spark, settings, parse_hours(planned["hours"]), area)
+    staged = data_files(area.staged(GOLD_CTR_TRAINING) / "event_date=2026-03-02")[0]
+    shutil.copy(staged, staged.with_name("copy.parquet"))
+    message = failed_gate(settings, "ctr_training", planned["run_dir"])
+    assert "expect_column_values_to_be_unique(column='impression_id')" in message
+    assert "column_A='silver_impressions', column_B='training_rows'" in message
+    assert data_files(GOLD_CTR_TRAINING.path(settings) / "event_date=2026-03-02") == live
 
 
 def test_bronze_with_a_wrong_column_type_fails_the_bronze_gate(settings):

@@ -120,6 +120,9 @@ def test_bronze_that_lands_during_a_run_is_left_to_the_next_run(spark, settings)
     stage_ctr_training(spark, settings, hours, area)
     pipeline.check(settings, "gold", run_dir, "during")
     pipeline.publish_gold(settings, run_dir)
+    pipeline.check(settings, "ctr_training", run_dir, "during")
+    pipeline.publish_ctr_training(settings, run_dir)
+    pipeline.finish(settings, run_dir)
     assert plan_hours(settings).hours == [H11, H12]
 
 

@@ -10,7 +10,8 @@ staging area, before publication) and checks:
 - reconciliation between layers, counted independently of the Spark jobs: Silver rows plus
   too-late events = distinct Bronze event ids per partition; Gold bid requests, bids, wins and
   impressions per hour = Silver's; Gold clicks per hour = Silver's attributed clicks by their
-  impression's hour = clicked impressions of that hour in the training set;
+  impression's hour; training rows and clicked rows per hour = Silver's impressions and those
+  attributed clicks;
 - freshness (scheduled runs): the newest Bronze event was ingested recently (ingest is alive).
 """
 
@@ -286,30 +287,19 @@ def _silver_vs_bronze(
 
 
 def gold_checks(settings: Settings, area: RunArea) -> list[Check]:
+    """Gold hourly performance, reconciled with Silver hour by hour."""
     hours = parse_hours(area.read("gold_hourly")["hours"])
-    days = [date.fromisoformat(d) for d in area.read("gold_ctr")["days"]]
-    hourly_root, ctr_root = area.staged(GOLD_HOURLY_PERFORMANCE), area.staged(GOLD_CTR_TRAINING)
-    hourly_files = _files(hourly_root, (hour_partition(h) for h in hours))
-    ctr_files = _files(ctr_root, (date_partition(d) for d in days))
-    hourly_problems = schema_problems(GOLD_HOURLY_PERFORMANCE, hourly_root, hourly_files)
-    ctr_problems = schema_problems(GOLD_CTR_TRAINING, ctr_root, ctr_files)
-    checks = [
-        _schema_check("gold_hourly_schema", hourly_problems),
-        _schema_check("gold_ctr_schema", ctr_problems),
-    ]
-    if pd.concat([hourly_problems, ctr_problems])["problem"].notna().any():
+    root = area.staged(GOLD_HOURLY_PERFORMANCE)
+    files = _files(root, (hour_partition(h) for h in hours))
+    problems = schema_problems(GOLD_HOURLY_PERFORMANCE, root, files)
+    checks = [_schema_check("gold_hourly_schema", problems)]
+    if problems["problem"].notna().any():
         return checks
     hourly = read_frame(
         GOLD_HOURLY_PERFORMANCE,
-        hourly_root,
-        hourly_files,
+        root,
+        files,
         [f.name for f in GOLD_HOURLY_PERFORMANCE.schema] + HOUR_KEY,
-    )
-    ctr = read_frame(
-        GOLD_CTR_TRAINING,
-        ctr_root,
-        ctr_files,
-        [f.name for f in GOLD_CTR_TRAINING.schema] + ["event_date"],
     )
     measures = [*GOLD_COUNTS, "spend_micros", "revenue_micros"]
     checks.append(
@@ -323,6 +313,44 @@ def gold_checks(settings: Settings, area: RunArea) -> list[Check]:
                 gxe.ExpectColumnValuesToBeBetween(column="ctr", min_value=0, max_value=1),
             ],
         )
+    )
+    gold = (
+        hourly.assign(hour=_hour_of(hourly))
+        .groupby("hour")[["bid_requests", "bids", "wins", "impressions", "clicks"]]
+        .sum()
+        .add_prefix("gold_")
+    )
+    reconciliation = _silver_counts(settings, hours).join(gold).fillna(0).astype("int64")
+    checks.append(
+        Check(
+            "gold_vs_silver",
+            reconciliation.reset_index(),
+            _equal(
+                [
+                    ("silver_bid_requests", "gold_bid_requests"),
+                    ("silver_bids", "gold_bids"),
+                    ("silver_wins", "gold_wins"),
+                    ("silver_impressions", "gold_impressions"),
+                    ("silver_attributed_clicks", "gold_clicks"),
+                ]
+            ),
+        )
+    )
+    return checks
+
+
+def ctr_training_checks(settings: Settings, area: RunArea) -> list[Check]:
+    """The CTR training set: one row per impression, labels that match Silver's clicks."""
+    staged = area.read("gold_ctr")
+    days = [date.fromisoformat(d) for d in staged["days"]]
+    root = area.staged(GOLD_CTR_TRAINING)
+    files = _files(root, (date_partition(d) for d in days))
+    problems = schema_problems(GOLD_CTR_TRAINING, root, files)
+    checks = [_schema_check("gold_ctr_schema", problems)]
+    if problems["problem"].notna().any():
+        return checks
+    ctr = read_frame(
+        GOLD_CTR_TRAINING, root, files, [f.name for f in GOLD_CTR_TRAINING.schema] + ["event_date"]
     )
     checks.append(
         Check(
@@ -341,20 +369,23 @@ def gold_checks(settings: Settings, area: RunArea) -> list[Check]:
             ],
         )
     )
-    reconciliation = _gold_vs_silver(settings, hours, hourly, ctr)
+    hours = parse_hours(staged["hours"])
+    training = ctr.assign(hour=ctr["event_time"].dt.strftime("%Y-%m-%dT%H")).groupby("hour")
+    reconciliation = (
+        _silver_counts(settings, hours)
+        .join(training.size().rename("training_rows"))
+        .join(training["clicked"].sum().rename("training_clicks"))
+        .fillna(0)
+        .astype("int64")
+    )
     checks.append(
         Check(
-            "gold_vs_silver",
-            reconciliation,
+            "ctr_training_vs_silver",
+            reconciliation.reset_index(),
             _equal(
                 [
-                    ("silver_bid_requests", "gold_bid_requests"),
-                    ("silver_bids", "gold_bids"),
-                    ("silver_wins", "gold_wins"),
-                    ("silver_impressions", "gold_impressions"),
                     ("silver_impressions", "training_rows"),
-                    ("silver_attributed_clicks", "gold_clicks"),
-                    ("gold_clicks", "training_clicks"),
+                    ("silver_attributed_clicks", "training_clicks"),
                 ]
             ),
         )
@@ -362,10 +393,9 @@ def gold_checks(settings: Settings, area: RunArea) -> list[Check]:
     return checks
 
 
-def _gold_vs_silver(
-    settings: Settings, hours: list[datetime], hourly: pd.DataFrame, ctr: pd.DataFrame
-) -> pd.DataFrame:
-    """Per Gold hour, the counts each layer holds."""
+def _silver_counts(settings: Settings, hours: list[datetime]) -> pd.DataFrame:
+    """Per hour, Silver's bid requests, bids, wins and impressions, and its attributed clicks
+    by their impression's hour (clicks land up to the click window later)."""
     root = SILVER_EVENTS.path(settings)
     click_reach = Windows.from_settings(settings).click_hours
     silver = read_frame(
@@ -389,16 +419,7 @@ def _gold_vs_silver(
     frame["silver_attributed_clicks"] = clicks.groupby(
         clicks["impression_time"].dt.strftime("%Y-%m-%dT%H")
     ).size()
-    gold = (
-        hourly.assign(hour=_hour_of(hourly))
-        .groupby("hour")[["bid_requests", "bids", "wins", "impressions", "clicks"]]
-        .sum()
-    )
-    frame = frame.join(gold.add_prefix("gold_"))
-    training = ctr.assign(hour=ctr["event_time"].dt.strftime("%Y-%m-%dT%H")).groupby("hour")
-    frame["training_rows"] = training.size()
-    frame["training_clicks"] = training["clicked"].sum()
-    return frame.fillna(0).astype("int64").reset_index()
+    return frame
 
 
 # -- the gates -------------------------------------------------------------------------------
@@ -417,3 +438,7 @@ def check_silver(settings: Settings, plan: Plan, area: RunArea, run_name: str) -
 
 def check_gold(settings: Settings, area: RunArea, run_name: str) -> GateReport:
     return run_gate(settings, "gold", run_name, gold_checks(settings, area))
+
+
+def check_ctr_training(settings: Settings, area: RunArea, run_name: str) -> GateReport:
+    return run_gate(settings, "ctr_training", run_name, ctr_training_checks(settings, area))

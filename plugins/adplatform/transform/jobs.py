@@ -85,9 +85,15 @@ def stage_gold_hourly(
 def stage_ctr_training(
     spark: SparkSession, settings: Settings, hours: list[datetime], area: RunArea
 ) -> dict[str, Any]:
-    days = sorted({h.date() for h in affected_hours(spark, settings, hours)})
+    gold_hours = affected_hours(spark, settings, hours)
+    days = sorted({h.date() for h in gold_hours})
     rows = write_ctr_training(spark, settings, days, area.staged(GOLD_CTR_TRAINING))
-    summary = {"days": [d.isoformat() for d in days], "rows": rows}
+    # The hours its gate reconciles with Silver (the days' other hours did not change).
+    summary = {
+        "hours": format_hours(gold_hours),
+        "days": [d.isoformat() for d in days],
+        "rows": rows,
+    }
     area.write("gold_ctr", summary)
     return summary
 

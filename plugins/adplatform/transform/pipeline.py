@@ -57,8 +57,8 @@ def _plan(area: RunArea) -> Plan:
 
 
 def check(settings: Settings, layer: str, run_dir: str, run_name: str) -> str:
-    """Run the quality gate of ``layer`` (bronze, silver or gold) on this run's data; raise
-    QualityGateFailed when an expectation fails. Returns the Data Docs index."""
+    """Run the quality gate of ``layer`` (bronze, silver, gold or ctr_training) on this run's
+    data; raise QualityGateFailed when an expectation fails. Returns the Data Docs index."""
     from adplatform.quality import lakehouse
 
     area = RunArea(Path(run_dir))
@@ -68,8 +68,10 @@ def check(settings: Settings, layer: str, run_dir: str, run_name: str) -> str:
         report = lakehouse.check_silver(settings, _plan(area), area, run_name)
     elif layer == "gold":
         report = lakehouse.check_gold(settings, area, run_name)
+    elif layer == "ctr_training":
+        report = lakehouse.check_ctr_training(settings, area, run_name)
     else:
-        raise ValueError(f"unknown layer {layer!r}: choose bronze, silver or gold")
+        raise ValueError(f"unknown layer {layer!r}: choose bronze, silver, gold or ctr_training")
     report.raise_for_failures()
     return report.index
 
@@ -86,19 +88,31 @@ def publish_silver(settings: Settings, run_dir: str) -> dict[str, Any]:
 
 
 def publish_gold(settings: Settings, run_dir: str) -> dict[str, Any]:
-    """Swap the gated Gold partitions in, record the Bronze inputs as done, drop the staging."""
+    """Swap the gated Gold hours into the live hourly performance table."""
     area = RunArea(Path(run_dir))
     hours = parse_hours(area.read("gold_hourly")["hours"])
-    days = [date.fromisoformat(d) for d in area.read("gold_ctr")["days"]]
     replace_partitions(
         area.staged(GOLD_HOURLY_PERFORMANCE),
         GOLD_HOURLY_PERFORMANCE.path(settings),
         map(hour_partition, hours),
     )
+    log.info("published %d Gold hour(s)", len(hours))
+    return {"hours": format_hours(hours)}
+
+
+def publish_ctr_training(settings: Settings, run_dir: str) -> dict[str, Any]:
+    """Swap the gated training days into the live CTR training set."""
+    area = RunArea(Path(run_dir))
+    days = [date.fromisoformat(d) for d in area.read("gold_ctr")["days"]]
     replace_partitions(
         area.staged(GOLD_CTR_TRAINING), GOLD_CTR_TRAINING.path(settings), map(date_partition, days)
     )
+    log.info("published %d training day(s)", len(days))
+    return {"days": [d.isoformat() for d in days]}
+
+
+def finish(settings: Settings, run_dir: str) -> None:
+    """Once every layer is published: record the Bronze inputs as done, drop the staging."""
+    area = RunArea(Path(run_dir))
     commit(settings, _plan(area))
     shutil.rmtree(area.root, ignore_errors=True)
-    log.info("published %d Gold hour(s) and %d training day(s)", len(hours), len(days))
-    return {"hours": format_hours(hours), "days": [d.isoformat() for d in days]}
