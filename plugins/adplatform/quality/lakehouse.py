@@ -286,21 +286,28 @@ def _silver_vs_bronze(
 # -- Gold ------------------------------------------------------------------------------------
 
 
+def _read_staged(
+    table: Table, area: RunArea, partitions: Iterable[str], check_name: str
+) -> tuple[Check, pd.DataFrame | None]:
+    """The schema check of a table's staged partitions, and their rows if the schema holds."""
+    root = area.staged(table)
+    files = _files(root, partitions)
+    problems = schema_problems(table, root, files)
+    if problems["problem"].notna().any():
+        return _schema_check(check_name, problems), None
+    columns = [f.name for f in table.schema] + list(table.partitioning)
+    return _schema_check(check_name, problems), read_frame(table, root, files, columns)
+
+
 def gold_checks(settings: Settings, area: RunArea) -> list[Check]:
     """Gold hourly performance, reconciled with Silver hour by hour."""
     hours = parse_hours(area.read("gold_hourly")["hours"])
-    root = area.staged(GOLD_HOURLY_PERFORMANCE)
-    files = _files(root, (hour_partition(h) for h in hours))
-    problems = schema_problems(GOLD_HOURLY_PERFORMANCE, root, files)
-    checks = [_schema_check("gold_hourly_schema", problems)]
-    if problems["problem"].notna().any():
-        return checks
-    hourly = read_frame(
-        GOLD_HOURLY_PERFORMANCE,
-        root,
-        files,
-        [f.name for f in GOLD_HOURLY_PERFORMANCE.schema] + HOUR_KEY,
+    schema, hourly = _read_staged(
+        GOLD_HOURLY_PERFORMANCE, area, map(hour_partition, hours), "gold_hourly_schema"
     )
+    if hourly is None:
+        return [schema]
+    checks = [schema]
     measures = [*GOLD_COUNTS, "spend_micros", "revenue_micros"]
     checks.append(
         Check(
@@ -343,15 +350,12 @@ def ctr_training_checks(settings: Settings, area: RunArea) -> list[Check]:
     """The CTR training set: one row per impression, labels that match Silver's clicks."""
     staged = area.read("gold_ctr")
     days = [date.fromisoformat(d) for d in staged["days"]]
-    root = area.staged(GOLD_CTR_TRAINING)
-    files = _files(root, (date_partition(d) for d in days))
-    problems = schema_problems(GOLD_CTR_TRAINING, root, files)
-    checks = [_schema_check("gold_ctr_schema", problems)]
-    if problems["problem"].notna().any():
-        return checks
-    ctr = read_frame(
-        GOLD_CTR_TRAINING, root, files, [f.name for f in GOLD_CTR_TRAINING.schema] + ["event_date"]
+    schema, ctr = _read_staged(
+        GOLD_CTR_TRAINING, area, map(date_partition, days), "gold_ctr_schema"
     )
+    if ctr is None:
+        return [schema]
+    checks = [schema]
     checks.append(
         Check(
             "gold_ctr_training",
