@@ -108,16 +108,31 @@ class AirflowUi:
 
     def login(self, page: Page, user: str) -> None:
         """Log ``user`` in through FAB's login form, forgetting whoever was logged in before
-        (FAB's session cookie and the UI's token in local storage)."""
-        page.browser.open(f"{self.url}/auth/login/")
-        page.driver.delete_all_cookies()
-        page.driver.execute_script("window.localStorage.clear(); window.sessionStorage.clear()")
-        page.browser.open(f"{self.url}/auth/login/")
-        page.element("//input[@name='username']").send_keys(user)
-        password = page.element("//input[@name='password']")
-        password.send_keys(password_file(self.service.home, user).read_text().strip())
-        password.submit()
-        page.element("//a[@aria-label='Dags']")  # the UI's navigation: logged in
+        (FAB's session cookie and the UI's token in local storage).
+
+        A request the page loaded only to clear them may still finish after the form's page
+        (the browser fetches a page's icon late), and its response then sets a new session
+        cookie whose CSRF token the form does not carry: FAB answers "The CSRF tokens do not
+        match" and the form is filled in again, as a person would."""
+        navigation = "//a[@aria-label='Dags']"  # the UI's navigation: logged in
+        for _ in range(3):
+            page.browser.open(f"{self.url}/auth/login/")
+            page.driver.delete_all_cookies()
+            page.driver.execute_script("localStorage.clear(); sessionStorage.clear()")
+            page.browser.open(f"{self.url}/auth/login/")
+            page.element("//input[@name='username']").send_keys(user)
+            password = page.element("//input[@name='password']")
+            password.send_keys(password_file(self.service.home, user).read_text().strip())
+            password.submit()
+            page.until(
+                lambda driver: (
+                    driver.find_elements(By.XPATH, navigation)
+                    or "CSRF tokens do not match" in driver.page_source
+                )
+            )
+            if page.driver.find_elements(By.XPATH, navigation):
+                return
+        raise AssertionError(f"{user} could not log in: the CSRF tokens never matched")
 
 
 @pytest.fixture(scope="session")
