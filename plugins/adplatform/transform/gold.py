@@ -88,11 +88,10 @@ def impression_outcomes(
     hours = sorted(set(hours))
     reach = Windows.from_settings(settings).lookback_hours
     later = {h + i * HOUR for h in hours for i in range(reach + 1)}
-    wanted = spark.createDataFrame([(_epoch(h),) for h in hours], "hour long")
-    attributed = (
-        read_silver(spark, settings, later, _OUTCOMES)
-        .filter(F.col("attribution") == ATTRIBUTED)
-        .join(F.broadcast(wanted), _impression_hour() == F.col("hour"), "left_semi")
+    # A literal set, not a joined DataFrame of hours: a local DataFrame would run a Python
+    # worker on every evaluation.
+    attributed = read_silver(spark, settings, later, _OUTCOMES).filter(
+        (F.col("attribution") == ATTRIBUTED) & _impression_hour().isin([_epoch(h) for h in hours])
     )
     outcomes = attributed.groupBy("impression_id").agg(
         F.count(F.when(F.col("event_type") == EventType.CLICK, 1)).alias("_clicks"),
@@ -218,9 +217,10 @@ def write_hourly_performance(
     spark: SparkSession, settings: Settings, hours: list[datetime], output: Path
 ) -> int:
     rows = hourly_performance(spark, settings, hours)
+    # One file per hour, in no particular order: Spark's writer sorts by the partition columns
+    # and drops any other sort, and readers (the ClickHouse load) order the rows themselves.
     (
         rows.repartition(*HOUR_KEY)
-        .sortWithinPartitions(*GOLD_DIMENSIONS)
         .write.mode("overwrite")
         .partitionBy(*HOUR_KEY)
         .parquet(str(output))
