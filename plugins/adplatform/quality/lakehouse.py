@@ -307,9 +307,9 @@ def gold_checks(settings: Settings, area: RunArea) -> list[Check]:
     )
     if hourly is None:
         return [schema]
-    checks = [schema]
     measures = [*GOLD_COUNTS, "spend_micros", "revenue_micros"]
-    checks.append(
+    checks = [
+        schema,
         Check(
             "gold_hourly_performance",
             hourly,
@@ -319,8 +319,8 @@ def gold_checks(settings: Settings, area: RunArea) -> list[Check]:
                 *_at_least_zero(*measures, "cvr", "ecpm_micros", "win_rate", "fill_rate"),
                 gxe.ExpectColumnValuesToBeBetween(column="ctr", min_value=0, max_value=1),
             ],
-        )
-    )
+        ),
+    ]
     gold = (
         hourly.assign(hour=_hour_of(hourly))
         .groupby("hour")[["bid_requests", "bids", "wins", "impressions", "clicks"]]
@@ -355,8 +355,8 @@ def ctr_training_checks(settings: Settings, area: RunArea) -> list[Check]:
     )
     if ctr is None:
         return [schema]
-    checks = [schema]
-    checks.append(
+    checks = [
+        schema,
         Check(
             "gold_ctr_training",
             ctr,
@@ -371,8 +371,8 @@ def ctr_training_checks(settings: Settings, area: RunArea) -> list[Check]:
                     column="oracle_click_probability", min_value=0, max_value=1
                 ),
             ],
-        )
-    )
+        ),
+    ]
     hours = parse_hours(staged["hours"])
     training = ctr.assign(hour=ctr["event_time"].dt.strftime("%Y-%m-%dT%H")).groupby("hour")
     reconciliation = (
