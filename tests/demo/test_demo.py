@@ -22,7 +22,8 @@ from adplatform.localstack import LocalStack
 from adplatform.settings import ENV_PREFIX, Settings, load_settings
 from tests.conftest import free_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# Two whole demo runs on a stack of its own: longer than the suite's per-test limit.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 ADPLATFORM = str(Path(sys.executable).parent / "adplatform")
 REQUESTS = 3_000  # about 12,500 messages a day: enough clicks for the CTR model to train

@@ -5,8 +5,7 @@ import msgspec
 import pytest
 
 from adplatform.events.catalog import build_catalog
-from adplatform.events.generator import TrafficConfig, TrafficSimulator
-from adplatform.events.schema import Reason
+from adplatform.events.generator import CORRUPTIONS, TrafficConfig, TrafficSimulator
 from adplatform.events.validator import Rejection, Validator
 
 START = datetime(2026, 11, 20, tzinfo=UTC)
@@ -70,7 +69,7 @@ def test_every_message_gets_the_verdict_the_generator_expects(messages):
         got = result.reason if isinstance(result, Rejection) else None
         assert got == message.expected_reason, (message.payload[:120], result)
         verdicts[got] += 1
-    assert set(verdicts) - {None} == set(Reason)  # every corruption kind occurs
+    assert set(verdicts) - {None} == set(CORRUPTIONS)  # every corruption kind occurs
 
 
 def test_rates_of_duplicates_late_and_malformed_events(messages):

@@ -90,6 +90,11 @@ CORPUS = [
     (Reason.UNPARSEABLE, b'{"schema_version": 1, "event_type": '),
     (Reason.UNPARSEABLE, b"not json at all"),
     (Reason.UNPARSEABLE, b""),
+    (Reason.TOO_DEEP, b'{"x":' + b"[" * 1000 + b"]" * 1000 + b"}"),
+    (Reason.TOO_DEEP, b'{"event_type": ' + b"[" * 2000 + b"]" * 2000 + b"}"),
+    (Reason.DUPLICATE_KEY, event()[:-1] + b', "event_id": "evt-other"}'),
+    (Reason.DUPLICATE_KEY, event()[:-1] + b', "event\\u005fid": "evt-other"}'),  # escaped name
+    (Reason.DUPLICATE_KEY, event(os='say "hi"')[:-1] + b', "os": "android"}'),  # slow path
     (Reason.NOT_AN_OBJECT, b"[1, 2, 3]"),
     (Reason.NOT_AN_OBJECT, b'"impression"'),
     (Reason.UNKNOWN_SCHEMA_VERSION, event(schema_version=7)),
@@ -130,7 +135,37 @@ def test_each_bad_event_gets_its_reason(validator, reason, payload):
 
 
 def test_the_corpus_covers_every_reason_code():
-    assert {reason for reason, _ in CORPUS} == set(Reason)
+    # validator_error has a test of its own: no valid input should provoke it.
+    assert {reason for reason, _ in CORPUS} == set(Reason) - {Reason.VALIDATOR_ERROR}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        event(os='quote " inside'),  # escaped quotes: the tokenising path
+        event(EventType.BID, deal_id=None, schema_version=2),  # an explicit null
+        event(os="a:b", region='"x":"y"'),  # a key-like value
+    ],
+)
+def test_unusual_but_unambiguous_events_are_accepted(validator, payload):
+    assert not isinstance(validator.validate(payload, NOW), Rejection)
+
+
+def test_anything_the_validator_raises_quarantines_only_that_message(validator, monkeypatch):
+    from adplatform.events import validator as module
+
+    def broken(payload, event):
+        if b"evt-boom" in payload:
+            raise KeyError("a bug in a check")
+        return None
+
+    monkeypatch.setattr(module, "_duplicate_key", broken)
+    payloads = [event(), event(event_id="evt-boom"), event(EventType.CLICK)]
+    accepted, rejected = validator.validate_batch(payloads, NOW)
+    assert len(accepted) == 2
+    [(index, rejection)] = rejected
+    assert index == 1 and rejection.reason is Reason.VALIDATOR_ERROR
+    assert "KeyError" in rejection.detail and "a bug in a check" in rejection.detail
 
 
 def test_validate_batch_keeps_order_and_indexes(validator):

@@ -316,6 +316,13 @@ def _corruptions() -> dict[Reason, Any]:
         Reason.OVERSIZED: with_fields(padding="x" * 20_000),
         Reason.BAD_UTF8: lambda event: _encode(event).replace(b'"os":"', b'"os":"\xff\xfe'),
         Reason.UNPARSEABLE: lambda event: _encode(event)[:-7],
+        # Deep nesting in the first field, before the decoder knows the event type (2 KB).
+        Reason.TOO_DEEP: lambda event: (
+            b'{"x":' + b"[" * 1000 + b"]" * 1000 + b"," + _encode(event)[1:]
+        ),
+        Reason.DUPLICATE_KEY: lambda event: (
+            _encode(event)[:-1] + b',"event_id":"' + event["event_id"].encode() + b'-2"}'
+        ),
         Reason.NOT_AN_OBJECT: lambda event: _encode(list(event.values())),
         Reason.UNKNOWN_SCHEMA_VERSION: with_fields(schema_version=99),
         Reason.UNKNOWN_EVENT_TYPE: with_fields(event_type="impresion"),

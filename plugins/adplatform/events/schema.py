@@ -33,6 +33,8 @@ class Reason(StrEnum):
     OVERSIZED = "oversized"
     BAD_UTF8 = "bad_utf8"
     UNPARSEABLE = "unparseable"
+    TOO_DEEP = "too_deep"  # nested deeper than the decoder's recursion limit
+    DUPLICATE_KEY = "duplicate_key"  # ambiguous: parsers differ on which value wins
     NOT_AN_OBJECT = "not_an_object"
     UNKNOWN_SCHEMA_VERSION = "unknown_schema_version"
     UNKNOWN_EVENT_TYPE = "unknown_event_type"
@@ -43,6 +45,9 @@ class Reason(StrEnum):
     NEGATIVE_PRICE = "negative_price"
     TIMESTAMP_TOO_OLD = "timestamp_too_old"
     TIMESTAMP_IN_FUTURE = "timestamp_in_future"
+    # The validator itself raised on this message (a bug to fix, then replay): the message is
+    # quarantined with the exception so one message never stops a partition.
+    VALIDATOR_ERROR = "validator_error"
 
 
 class Kind(StrEnum):

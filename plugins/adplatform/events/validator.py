@@ -5,6 +5,12 @@ same thing everywhere. The schema tables in ``schema.py`` are compiled into msgs
 per event type, tagged by ``event_type``), so decoding and type checking run in C in a single
 pass: about 2 µs an event, the cost of parsing the JSON alone. Only a rejected event pays for
 turning msgspec's error into one of the stable reason codes.
+
+No single message can raise out of ``validate``: nesting past the decoder's recursion limit is
+``too_deep``, and anything else the validator raises for one message is ``validator_error`` with
+the exception, so a bug quarantines the message instead of stopping its partition. Duplicate keys
+are refused (``duplicate_key``): JSON parsers disagree on which value wins, and msgspec keeps the
+last, so an accepted event could mean something else to another reader of the same bytes.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from adplatform.events.schema import (
+    ALL_FIELDS,
     MAX_STRING_LENGTH,
     SCHEMAS,
     EventType,
@@ -97,11 +104,49 @@ def _compile() -> tuple[dict[EventType, type[Event]], dict[tuple[int, type], fro
 
 
 EVENT_STRUCTS, _NOT_IN_VERSION = _compile()
+_QUOTED_KINDS = (Kind.STRING, Kind.ENUM)
+# Per struct: picks the values of its string-typed fields (quoted on the wire) from astuple().
+_QUOTED_VALUES = {
+    struct: operator.itemgetter(
+        *(
+            index
+            for index, name in enumerate(struct.__struct_fields__)
+            if next(f for f in ALL_FIELDS if f.name == name).kind in _QUOTED_KINDS
+        )
+    )
+    for struct in EVENT_STRUCTS.values()
+}
 _EVENT_UNION: Any = functools.reduce(operator.or_, EVENT_STRUCTS.values())
 _PRICE_FIELDS = frozenset(
     f.name for fields in SCHEMAS.values() for f in fields if f.kind is Kind.PRICE
 )
 _AT = re.compile(r" - at `\$\.(\w+)")
+# A JSON string token and, if it is a key, the colon after it. Outside strings JSON has no
+# quotes, so scanning string tokens left to right stays aligned with the document.
+_STRING_TOKEN = re.compile(rb'"([^"\\]*(?:\\.[^"\\]*)*)"\s*(:?)')
+
+
+def _duplicate_key(payload: bytes, event: Event) -> str | None:
+    """A key that occurs twice in ``payload`` (a flat object that decoded to ``event``).
+
+    Fast path: every key and every string value of an event without duplicates or nulls
+    accounts for exactly two of the payload's quotes, which the decoded event tells. Only a
+    payload with more quotes (duplicates, explicit nulls, escaped quotes) is tokenised."""
+    values = msgspec.structs.astuple(event)
+    quoted = _QUOTED_VALUES[type(event)](values)
+    keys = len(values) - values.count(None) + 1  # + the event_type tag
+    strings = len(quoted) - quoted.count(None) + 1  # + the tag's value
+    if payload.count(b'"') == 2 * (keys + strings):
+        return None
+    seen: set[bytes] = set()
+    for token, colon in _STRING_TOKEN.findall(payload):
+        if not colon:
+            continue
+        key = msgspec.json.decode(b'"' + token + b'"').encode() if b"\\" in token else token
+        if key in seen:
+            return key.decode()
+        seen.add(key)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +208,17 @@ class Validator:
         self._decoder = msgspec.json.Decoder(_EVENT_UNION)
 
     def validate(self, payload: bytes, now_ms: int) -> Event | Rejection:
-        """The typed event, or why it must be quarantined."""
+        """The typed event, or why it must be quarantined. Never raises for a message."""
+        try:
+            return self._validate(payload, now_ms)
+        except RecursionError:
+            return Rejection(Reason.TOO_DEEP, "nested deeper than the decoder's recursion limit")
+        except MemoryError:  # the worker's problem, not this message's
+            raise
+        except Exception as error:
+            return Rejection(Reason.VALIDATOR_ERROR, f"{type(error).__name__}: {error}"[:1000])
+
+    def _validate(self, payload: bytes, now_ms: int) -> Event | Rejection:
         if len(payload) > self.limits.max_event_bytes:
             return Rejection(
                 Reason.OVERSIZED, f"{len(payload)} bytes > {self.limits.max_event_bytes}"
@@ -174,6 +229,9 @@ class Validator:
             return _explain(error, payload)
         except UnicodeDecodeError as error:  # msgspec's word for bad UTF-8 inside a string
             return Rejection(Reason.BAD_UTF8, f"invalid UTF-8 at byte {error.start}")
+        duplicate = _duplicate_key(payload, event)
+        if duplicate is not None:
+            return Rejection(Reason.DUPLICATE_KEY, f"key {duplicate!r} occurs more than once")
         extra = _NOT_IN_VERSION[(event.schema_version, type(event))]
         if extra:
             present = sorted(name for name in extra if getattr(event, name) is not None)
