@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
 
-.PHONY: help setup tools up down status demo test bench lint format lock clean
+.PHONY: help setup tools up down status demo test bench soak lint format lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ test: tools ## Run the whole test suite (starts the services it needs)
 
 bench: setup ## Run every benchmark; results in benchmarks/results/
 	$(BIN)/python -m benchmarks
+
+soak: setup ## Ingest while 100 workers and 10 brokers are SIGKILLed; reconcile (not in CI)
+	$(BIN)/python -m benchmarks.soak --output benchmarks/results/soak.json
 
 lint: setup ## ruff check, ruff format --check, mypy
 	$(BIN)/ruff check .

@@ -140,6 +140,10 @@ class Service:
             return None
 
     def start(self) -> str:
+        return self.wait_until_healthy(self.launch())
+
+    def launch(self) -> str:
+        """Start the process unless it runs; "already running" if it is healthy, else ""."""
         if self.healthy():
             return "already running"
         if self.pid() is None:
@@ -162,6 +166,11 @@ class Service:
                     cwd=self.settings.data_root,
                 )
             self.pid_file.write_text(str(process.pid))
+        return ""
+
+    def wait_until_healthy(self, launched: str) -> str:
+        if launched:
+            return launched
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.healthy():
@@ -195,6 +204,16 @@ class Service:
         self.pid_file.unlink(missing_ok=True)
         return "stopped"
 
+    def kill(self) -> None:
+        """SIGKILL the service's process group, as a crash or the OOM killer would."""
+        pid = self.pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            while self._group_alive(pid):
+                time.sleep(0.05)
+        self.pid_file.unlink(missing_ok=True)
+
     @staticmethod
     def _group_alive(pgid: int) -> bool:
         try:
@@ -223,11 +242,29 @@ def new_kafka_cluster_id() -> str:
 
 
 class KafkaBroker(Service):
-    """A single-node Apache Kafka 4 broker in KRaft mode (broker and controller in one)."""
+    """One node of the local Apache Kafka 4 cluster in KRaft mode (broker and controller in one).
 
-    def __init__(self, settings: Settings) -> None:
-        super().__init__("kafka", settings, settings.kafka_port, start_timeout=90)
-        self.home = settings.data_root / "kafka"
+    With ``kafka_brokers=1`` (the default) it is the whole cluster; with 3 the nodes form a
+    three-voter controller quorum, and topics are created with replication factor 3 and
+    ``min.insync.replicas=2``, so producing with ``acks=all`` survives losing any one node.
+    """
+
+    def __init__(self, settings: Settings, node_id: int = 1) -> None:
+        name = "kafka" if node_id == 1 else f"kafka-{node_id}"
+        super().__init__(name, settings, settings.kafka_port + node_id - 1, start_timeout=120)
+        self.node_id = node_id
+        self.nodes = settings.kafka_brokers
+        self.controller_port = settings.kafka_controller_port + node_id - 1
+        self.cluster_home = settings.data_root / "kafka"
+        self.home = self.cluster_home if node_id == 1 else self.cluster_home / f"node-{node_id}"
+
+    def _cluster_id(self) -> str:
+        """One id for every node of the cluster, made by whichever node formats first."""
+        path = self.cluster_home / "cluster-id"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(new_kafka_cluster_id())
+        return path.read_text().strip()
 
     def prepare(self) -> None:
         if shutil.which("java") is None:
@@ -235,31 +272,43 @@ class KafkaBroker(Service):
                 "java not found: install OpenJDK 17 (apt-get install openjdk-17-jre-headless)"
             )
         ensure_kafka_jars()
-        if _port_open(self.settings.kafka_controller_port):
+        if _port_open(self.controller_port):
             raise StackError(
-                f"kafka: controller port {self.settings.kafka_controller_port} is "
-                "in use; set ADP_KAFKA_CONTROLLER_PORT to a free port"
+                f"{self.name}: controller port {self.controller_port} is in use; set "
+                "ADP_KAFKA_CONTROLLER_PORT to a free port (node i uses it + i - 1)"
             )
         data = self.home / "data"
         data.mkdir(parents=True, exist_ok=True)
         host = "127.0.0.1"
+        replication = min(3, self.nodes)
+        voters = ",".join(
+            f"{node}@{host}:{self.settings.kafka_controller_port + node - 1}"
+            for node in range(1, self.nodes + 1)
+        )
+        quorum = (
+            f"controller.quorum.bootstrap.servers={host}:{self.controller_port}"
+            if self.nodes == 1
+            else f"controller.quorum.voters={voters}"
+        )
         (self.home / "server.properties").write_text(
             "\n".join(
                 [
                     "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.bootstrap.servers={host}:{self.settings.kafka_controller_port}",
+                    f"node.id={self.node_id}",
+                    quorum,
                     f"listeners=PLAINTEXT://{host}:{self.port},"
-                    f"CONTROLLER://{host}:{self.settings.kafka_controller_port}",
+                    f"CONTROLLER://{host}:{self.controller_port}",
                     f"advertised.listeners=PLAINTEXT://{host}:{self.port}",
                     "controller.listener.names=CONTROLLER",
                     "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
                     f"log.dirs={data}",
                     "num.partitions=1",
-                    "offsets.topic.replication.factor=1",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
-                    "share.coordinator.state.topic.replication.factor=1",
+                    f"default.replication.factor={replication}",
+                    f"min.insync.replicas={min(2, replication)}",
+                    f"offsets.topic.replication.factor={replication}",
+                    f"transaction.state.log.replication.factor={replication}",
+                    f"transaction.state.log.min.isr={min(2, replication)}",
+                    f"share.coordinator.state.topic.replication.factor={replication}",
                     "group.initial.rebalance.delay.ms=0",
                     "auto.create.topics.enable=false",
                     "",
@@ -267,7 +316,6 @@ class KafkaBroker(Service):
             )
         )
         if not (data / "meta.properties").exists():
-            cluster_id = new_kafka_cluster_id()
             result = subprocess.run(
                 [
                     "java",
@@ -276,10 +324,10 @@ class KafkaBroker(Service):
                     "kafka.tools.StorageTool",
                     "format",
                     "--cluster-id",
-                    cluster_id,
+                    self._cluster_id(),
                     "--config",
                     str(self.home / "server.properties"),
-                    "--standalone",
+                    *(["--standalone"] if self.nodes == 1 else []),
                 ],
                 capture_output=True,
                 text=True,
@@ -308,7 +356,7 @@ class KafkaBroker(Service):
 
         try:
             admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{self.port}"})
-            return bool(admin.list_topics(timeout=3).brokers)
+            return self.node_id in admin.list_topics(timeout=3).brokers
         except Exception:  # the broker is still starting
             return False
 
@@ -471,24 +519,36 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
     }
 
 
-SERVICES = {"kafka": KafkaBroker, "mlflow": MlflowServer, "airflow": AirflowServices}
-
-
 class LocalStack:
     def __init__(self, settings: Settings) -> None:
-        self.services = {name: cls(settings) for name, cls in SERVICES.items()}
+        brokers = [KafkaBroker(settings, node) for node in range(1, settings.kafka_brokers + 1)]
+        self.services: dict[str, Service] = {
+            **{broker.name: broker for broker in brokers},
+            "mlflow": MlflowServer(settings),
+            "airflow": AirflowServices(settings),
+        }
+        # "kafka" names the whole cluster: its nodes only start (and stop) together.
+        self._groups = {"kafka": [broker.name for broker in brokers]}
 
     def _select(self, names: Iterable[str] | None) -> list[Service]:
         names = list(names or self.services)
-        unknown = [n for n in names if n not in self.services]
+        known = [*self._groups, *self.services]
+        unknown = [n for n in names if n not in known]
         if unknown:
             raise StackError(
-                f"unknown service {', '.join(unknown)}: choose from {', '.join(self.services)}"
+                f"unknown service {', '.join(unknown)}: choose from {', '.join(dict.fromkeys(known))}"
             )
-        return [self.services[n] for n in names]
+        expanded = [member for n in names for member in self._groups.get(n, [n])]
+        return [self.services[n] for n in dict.fromkeys(expanded)]
 
     def up(self, names: Iterable[str] | None = None) -> dict[str, str]:
-        return {s.name: s.start() for s in self._select(names)}
+        # Launch all, then wait: a cluster's nodes cannot be healthy before a quorum runs.
+        services = self._select(names)
+        launched = [service.launch() for service in services]
+        return {
+            s.name: s.wait_until_healthy(result)
+            for s, result in zip(services, launched, strict=True)
+        }
 
     def down(self, names: Iterable[str] | None = None) -> dict[str, str]:
         return {s.name: s.stop() for s in reversed(self._select(names))}

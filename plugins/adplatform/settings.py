@@ -37,7 +37,14 @@ class Settings(BaseSettings):
     # Kafka API (Apache Kafka locally, Redpanda in production).
     kafka_port: int = Field(9092, ge=1, le=65535)
     kafka_controller_port: int = Field(9093, ge=1, le=65535)
-    kafka_bootstrap: str = Field("", description="host:port list; default 127.0.0.1:<kafka_port>")
+    kafka_brokers: int = Field(
+        1,
+        ge=1,
+        le=5,
+        description="local KRaft nodes (broker and controller each); node i listens on "
+        "<kafka_port>+i-1 and <kafka_controller_port>+i-1; 3 survives losing one",
+    )
+    kafka_bootstrap: str = Field("", description="host:port list; default every local node")
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: str = "SCRAM-SHA-256"
     kafka_username: str = ""
@@ -123,7 +130,8 @@ class Settings(BaseSettings):
     def _derive_defaults(self) -> Settings:
         # Frozen model: derived defaults are filled in once, right after validation.
         derived = {
-            "kafka_bootstrap": self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}",
+            "kafka_bootstrap": self.kafka_bootstrap
+            or ",".join(f"127.0.0.1:{self.kafka_port + i}" for i in range(self.kafka_brokers)),
             "clickhouse_dsn": self.clickhouse_dsn or f"chdb://{self.data_root / 'clickhouse'}",
             "mlflow_tracking_uri": self.mlflow_tracking_uri
             or f"http://127.0.0.1:{self.mlflow_port}",

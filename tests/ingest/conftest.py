@@ -28,7 +28,10 @@ from adplatform.events.generator import TrafficConfig
 from adplatform.events.producer import produce_traffic
 from adplatform.ingest.commitlog import PartitionLog
 from adplatform.lakehouse.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
+from adplatform.localstack import LocalStack
 from adplatform.settings import Settings, load_settings
+from benchmarks.soak import cluster
+from tests.conftest import free_port
 
 ADPLATFORM = str(Path(sys.executable).parent / "adplatform")
 PARTITIONS = 4
@@ -260,3 +263,14 @@ def assert_exactly_once(settings: Settings, ledger: pa.Table) -> None:
     assert all(e.consumed == e.accepted + e.quarantined for e in entries)
     assert sum(e.accepted for e in entries) == bronze.num_rows
     assert sum(e.quarantined for e in entries) == quarantine.num_rows
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """A three-node KRaft cluster of its own (each node broker and controller), started once."""
+    stack = cluster(tmp_path_factory.mktemp("cluster"), (free_port(span=3), free_port(span=3)))
+    try:
+        stack.up(["kafka"])
+        yield stack
+    finally:
+        stack.down(["kafka"])

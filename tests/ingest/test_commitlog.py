@@ -9,7 +9,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from adplatform.ingest.commitlog import Entry, FileRef, PartitionLog, new_attempt
+from adplatform.ingest.commitlog import Entry, FileRef, IngestError, PartitionLog, new_attempt
+from adplatform.lakehouse import io
 
 
 def _entry(start: int, end: int, attempt: str, files: tuple[FileRef, ...] = ()) -> Entry:
@@ -34,7 +35,7 @@ def _stage(plog: PartitionLog, start: int, end: int, name: str) -> Entry:
     """A staged batch with one data file, as the worker leaves it before committing."""
     attempt = new_attempt()
     staging = plog.staging_dir(start, attempt)
-    staging.mkdir(parents=True)
+    io.make_directories_durable(staging)
     pq.write_table(pa.table({"offset": list(range(start, end))}), staging / "0.parquet")
     return _entry(start, end, attempt, (FileRef(f"bronze/t/{name}.parquet", end - start),))
 
@@ -98,3 +99,39 @@ def test_garbage_is_only_what_can_never_commit(tmp_path):
     assert not plog.staging_dir(0, loser.attempt).exists()
     assert plog.staging_dir(0, winner.attempt).exists()  # committed: to be rolled forward
     assert plog.staging_dir(50, pending.attempt).exists()
+
+
+def _try_lease(lake: str) -> str:
+    try:
+        with PartitionLog(Path(lake), "events", 0).lease(wait_seconds=0.5):
+            return "taken"
+    except IngestError as error:
+        return str(error)
+
+
+def test_the_lease_excludes_other_processes_until_released(tmp_path):
+    plog = PartitionLog(tmp_path, "events", 0)
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        with plog.lease():  # a worker publishing, say
+            refused = pool.apply(_try_lease, (str(tmp_path),))
+        assert "partition 0 of events is being written" in refused
+        assert pool.apply(_try_lease, (str(tmp_path),)) == "taken"
+
+
+def test_new_directories_are_durable_in_their_parents(tmp_path, monkeypatch):
+    synced: list[Path] = []
+    real = io.fsync_directory
+
+    def recording(path: Path) -> None:
+        synced.append(Path(path))
+        real(path)
+
+    monkeypatch.setattr(io, "fsync_directory", recording)
+    plog = PartitionLog(tmp_path, "events", 0)
+    before = {p for p in tmp_path.rglob("*") if p.is_dir()}
+    entry = _stage(plog, 0, 10, "new")  # as stage() makes its directory
+    assert plog.commit(entry)
+    plog.publish(entry)
+    created = {p for p in tmp_path.rglob("*") if p.is_dir()} - before
+    assert created and all(directory.parent in synced for directory in created)

@@ -9,6 +9,7 @@ import random
 import subprocess
 import threading
 import time
+from collections import Counter
 
 import msgspec
 import pytest
@@ -218,9 +219,7 @@ def test_every_malformed_input_is_quarantined_with_its_reason_and_dead_lettered(
         if reason is not None:
             expected_bad[(index % PARTITIONS, index // PARTITIONS)] = (reason.value, payload or b"")
     assert {key: (r["reason"], r["payload"]) for key, r in by_position.items()} == expected_bad
-    assert metrics.by_reason == {
-        reason.value: sum(r is reason for _, r in corpus) for reason in Reason
-    }
+    assert metrics.by_reason == Counter(r.value for _, r in corpus if r is not None)
     bronze = read_table(BRONZE_EVENTS.path(ingest_settings))
     assert bronze.num_rows == sum(reason is None for _, reason in corpus)
 
@@ -236,6 +235,30 @@ def test_every_malformed_input_is_quarantined_with_its_reason_and_dead_lettered(
             letters[key] = (headers["reason"], message.value() or b"")
     consumer.close()
     assert letters == expected_bad
+
+
+def test_a_message_near_the_size_limit_is_dead_lettered_cut_and_kept_whole(ingest_settings):
+    """With its headers it would exceed the producer's limit: the range could then never be
+    finished, and every restart would fail on it again."""
+    huge = b'{"padding": "' + b"x" * 999_985 + b'"}'  # 1,000,000 bytes: the broker takes 1 MiB
+    valid = _malformed_corpus()[0][0]
+    producer = Producer(producer_config(ingest_settings) | {"message.max.bytes": 1_048_576})
+    for payload in (huge, valid):
+        producer.produce(ingest_settings.events_topic, payload, partition=0)
+    assert producer.flush(30) == 0
+    options = IngestOptions.from_settings(ingest_settings, until_caught_up=True, max_seconds=120)
+    metrics = IngestWorker(ingest_settings, options).run()
+
+    assert (metrics.accepted, dict(metrics.by_reason)) == (1, {"oversized": 1})
+    [row] = read_table(QUARANTINE_EVENTS.path(ingest_settings)).to_pylist()
+    assert row["payload"] == huge
+    consumer = Consumer(ingest_settings.kafka_client_config() | {"group.id": "dlq-check"})
+    consumer.assign([TopicPartition(ingest_settings.dead_letter_topic, 0, 0)])
+    [letter] = consumer.consume(1, timeout=30)
+    consumer.close()
+    headers = dict(letter.headers())
+    assert headers["truncated"] == str(len(huge)).encode()
+    assert huge.startswith(letter.value()) and len(letter.value()) < len(huge)
 
 
 def test_replay_restores_deleted_files_and_never_double_counts(ingest_settings, tmp_path):
@@ -262,6 +285,27 @@ def test_replay_restores_deleted_files_and_never_double_counts(ingest_settings, 
     assert_exactly_once(ingest_settings, ledger)
     with pytest.raises(IngestError, match=f"has no partition {PARTITIONS}: choose one of 0..3"):
         replay_partition(ingest_settings, PARTITIONS, from_offset=0)
+
+
+def test_a_replay_and_a_worker_never_publish_one_partition_at_once(
+    ingest_settings, tmp_path, monkeypatch
+):
+    """Each takes the partition's lease: a replay waits for (or gives up on) a worker's
+    publish, and a worker's next commit waits for a replay to finish."""
+    ledger = produce(ingest_settings, traffic(2_000), tmp_path)
+    plog = PartitionLog(ingest_settings.lake_root, ingest_settings.events_topic, 1)
+    options = IngestOptions.from_settings(ingest_settings, until_caught_up=True, max_seconds=120)
+    with plog.lease():  # as a replay holds it
+        run = threading.Thread(target=IngestWorker(ingest_settings, options).run)
+        run.start()
+        time.sleep(5)  # the worker is assigned partition 1 and waits to recover it
+        assert run.is_alive() and plog.end() == 0
+        monkeypatch.setattr("adplatform.ingest.replay.LEASE_WAIT_SECONDS", 1.0)
+        with pytest.raises(IngestError, match=r"partition 1 of .* is being written"):
+            replay_partition(ingest_settings, 1, from_offset=0)
+    run.join(timeout=180)
+    assert plog.end() > 0
+    assert_exactly_once(ingest_settings, ledger)
 
 
 def test_status_reports_positions_counts_and_lag(ingest_settings, tmp_path, workers):

@@ -11,12 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
+from adplatform.events.catalog import build_catalog
+from adplatform.events.generator import TrafficSimulator
+from adplatform.ingest.commitlog import PartitionLog
 from adplatform.ingest.trigger import TopicBacklogTrigger
 from adplatform.ingest.worker import IngestOptions, IngestWorker
 from adplatform.settings import Settings, get_settings
-from tests.ingest.conftest import produce, traffic
+from tests.ingest.conftest import PARTITIONS, produce, traffic
 
 pytestmark = [pytest.mark.integration]
 
@@ -90,3 +93,33 @@ def test_a_backlog_nobody_takes_fires_again_after_refire_seconds(
 ) -> None:
     produce(watched, traffic(100), tmp_path)
     assert len(fired(5, refire_seconds=1)) >= 2
+
+
+def test_a_transactional_topic_is_ingested_to_its_end_and_then_fires_nothing(
+    watched: Settings,
+) -> None:
+    """Each transaction ends with a marker that takes an offset and is never delivered: the
+    commit log, the group's offsets and the run's idea of "caught up" must count it."""
+    config = traffic(100, malformed_rate=0.0)
+    payloads = [m.payload for m in TrafficSimulator(config, build_catalog(config.seed)).messages()]
+    producer = Producer(
+        watched.kafka_client_config() | {"transactional.id": f"{watched.events_topic}-tx"}
+    )
+    producer.init_transactions(60)
+    for first in range(0, len(payloads), 100):
+        producer.begin_transaction()
+        for payload in payloads[first : first + 100]:
+            producer.produce(watched.events_topic, payload, partition=first // 100 % PARTITIONS)
+        producer.commit_transaction(60)
+
+    options = IngestOptions.from_settings(watched, until_caught_up=True, max_seconds=300)
+    metrics = IngestWorker(watched, options).run()
+
+    assert metrics.accepted == metrics.consumed == len(payloads)
+    reader = Consumer(watched.kafka_client_config() | {"group.id": "check"})
+    for partition in range(PARTITIONS):
+        _, high = reader.get_watermark_offsets(TopicPartition(watched.events_topic, partition))
+        assert PartitionLog(watched.lake_root, watched.events_topic, partition).end() == high
+    reader.close()
+    assert set(metrics.lag.values()) == {0}
+    assert fired(3) == []

@@ -29,7 +29,7 @@ from confluent_kafka import Message
 from adplatform.events.generator import HOUR_MS
 from adplatform.events.validator import Validator
 from adplatform.ingest.commitlog import Entry, FileRef, writer_id
-from adplatform.lakehouse.io import write_parquet_synced
+from adplatform.lakehouse.io import make_directories_durable, write_parquet_synced
 from adplatform.lakehouse.tables import BRONZE_EVENTS, QUARANTINE_EVENTS, Table
 
 _METADATA_COLUMNS = ("_topic", "_partition", "_offset", "_ingested_at")
@@ -172,7 +172,7 @@ def quarantine_table(batch: PartitionBatch) -> pa.Table:
 def stage(batch: PartitionBatch, staging: Path, attempt: str, now_ms: int) -> Entry:
     """Write the batch's files, durably, into ``staging`` (a directory of its own); return the
     entry that will publish them."""
-    staging.mkdir(parents=True, exist_ok=True)
+    make_directories_durable(staging)
     name = file_name(batch.topic, batch.partition, batch.start)
     files: list[FileRef] = []
     if batch.lines:

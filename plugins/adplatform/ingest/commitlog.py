@@ -20,15 +20,19 @@ So a crash loses nothing that was committed, and a range is never committed twic
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import socket
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
 
-from adplatform.lakehouse.io import fsync_directory
+from adplatform.lakehouse.io import fsync_directory, make_directories_durable
 from adplatform.lakehouse.tables import QUARANTINE_EVENTS
 
 INGEST_DIR = "_ingest"  # under the lake root; the leading '_' keeps it out of every table scan
@@ -132,6 +136,31 @@ class PartitionLog:
 
     # -- writing ------------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def lease(self, wait_seconds: float | None = None) -> Iterator[None]:
+        """The exclusive right to commit and publish this partition's ranges: the worker holds
+        it for each commit and publish, a replay for its whole run, so neither can move files
+        over the other's. ``wait_seconds`` bounds the wait (default: as long as it takes)."""
+        make_directories_durable(self.root)
+        with (self.root / "lease").open("a") as lock:
+            deadline = None if wait_seconds is None else time.monotonic() + wait_seconds
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | (fcntl.LOCK_NB if deadline else 0))
+                    break
+                except BlockingIOError:
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise IngestError(
+                            f"partition {self.partition} of {self.topic} is being written (its "
+                            f"lease {self.root / 'lease'} was held for {wait_seconds:.0f}s): "
+                            "try again, or stop ingest for the partition first"
+                        ) from None
+                    time.sleep(0.1)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def staging_dir(self, start: int, attempt: str) -> Path:
         return self.staging / f"{start:020d}.{attempt}"
 
@@ -140,7 +169,7 @@ class PartitionLog:
         staged = self.staging_dir(entry.start, entry.attempt)
         if staged.exists():
             fsync_directory(staged)  # the staged names must be durable before the entry is
-        self.commits.mkdir(parents=True, exist_ok=True)
+        make_directories_durable(self.commits)
         temporary = self.commits / f".{entry.start:020d}.{entry.attempt}.tmp"
         with temporary.open("wb") as file:
             file.write(_encode(entry))
@@ -181,7 +210,8 @@ class PartitionLog:
         directories = set()
         for index, ref in enumerate(entry.files):
             target = self.lake_root / ref.path
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.parent not in directories:
+                make_directories_durable(target.parent)
             try:
                 os.replace(staging / f"{index}.parquet", target)
             except FileNotFoundError:

@@ -28,6 +28,8 @@ from adplatform.ingest.worker import CHUNK, DeadLetters, now_ms, roll_forward
 from adplatform.settings import Settings
 
 READ_TIMEOUT_SECONDS = 30.0
+# A worker holds the partition's lease for one commit and publish (seconds); longer means stuck.
+LEASE_WAIT_SECONDS = 120.0
 
 
 @dataclass
@@ -73,38 +75,51 @@ def replay_partition(
         if from_time is not None:
             from_offset = _offset_at(consumer, topic, partition, from_time)
         assert from_offset is not None
-        dead_letters = DeadLetters(
-            client_config or settings.kafka_client_config(), settings.dead_letter_topic
-        )
-        for entry in plog.unpublished():  # finish a stopped worker's ranges before rewriting
-            roll_forward(plog, entry, dead_letters)
-        dead_letters.close()
-        entries = [e for e in plog.entries() if e.end > from_offset]
-        result = ReplayResult(
-            partition,
-            entries[0].start if entries else from_offset,
-            entries[-1].end if entries else from_offset,
-        )
-        validator = Validator(Limits.from_settings(settings))
-        encoder = msgspec.json.Encoder()
-        for entry in entries:
-            replayed = _replay_range(consumer, plog, entry, validator, encoder)
-            result.ranges += 1
-            result.messages += replayed.consumed
-            result.accepted += replayed.accepted
-            result.quarantined += replayed.quarantined
-            result.changed += (replayed.accepted, replayed.reasons) != (
-                entry.accepted,
-                entry.reasons,
-            )
-            result.files_removed += len(
-                {f.path for f in entry.files} - {f.path for f in replayed.files}
-            )
-            if on_range:
-                on_range(replayed, len(entries))
-        return result
+        with plog.lease(wait_seconds=LEASE_WAIT_SECONDS):
+            return _replay_entries(settings, plog, consumer, from_offset, client_config, on_range)
     finally:
         consumer.close()
+
+
+def _replay_entries(
+    settings: Settings,
+    plog: PartitionLog,
+    consumer: Consumer,
+    from_offset: int,
+    client_config: dict[str, Any] | None,
+    on_range: Callable[[Entry, int], None] | None,
+) -> ReplayResult:
+    """Under the partition's lease: no worker publishes over the files written here."""
+    dead_letters = DeadLetters(
+        client_config or settings.kafka_client_config(), settings.dead_letter_topic
+    )
+    for entry in plog.unpublished():  # finish a stopped worker's ranges before rewriting
+        roll_forward(plog, entry, dead_letters)
+    dead_letters.close()
+    entries = [e for e in plog.entries() if e.end > from_offset]
+    result = ReplayResult(
+        plog.partition,
+        entries[0].start if entries else from_offset,
+        entries[-1].end if entries else from_offset,
+    )
+    validator = Validator(Limits.from_settings(settings))
+    encoder = msgspec.json.Encoder()
+    for entry in entries:
+        replayed = _replay_range(consumer, plog, entry, validator, encoder)
+        result.ranges += 1
+        result.messages += replayed.consumed
+        result.accepted += replayed.accepted
+        result.quarantined += replayed.quarantined
+        result.changed += (replayed.accepted, replayed.reasons) != (
+            entry.accepted,
+            entry.reasons,
+        )
+        result.files_removed += len(
+            {f.path for f in entry.files} - {f.path for f in replayed.files}
+        )
+        if on_range:
+            on_range(replayed, len(entries))
+    return result
 
 
 def _offset_at(consumer: Consumer, topic: str, partition: int, when: datetime) -> int:

@@ -107,32 +107,40 @@ class RunMetrics:
 class DeadLetters:
     """Quarantined messages to the dead-letter topic: the raw payload as the value, the source
     coordinates as the key and in headers, with the reason. At least once: a writer stopped
-    between sending and finishing a range makes the next one send it again (same key)."""
+    between sending and finishing a range makes the next one send it again (same key).
+
+    A payload too large to send with its headers is cut, and says so in a ``truncated`` header
+    (its original size): the quarantine table keeps it whole. Otherwise the range could never
+    be finished, and every restart would try, and fail, to send it again."""
+
+    HEADROOM = 16_384  # key, headers and record overhead within the producer's message limit
 
     def __init__(self, client_config: dict[str, Any], topic: str) -> None:
         self.topic = topic
-        self._producer = Producer(
-            client_config
-            | {
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 20,
-                "compression.type": "lz4",
-            }
-        )
-        self._failures: list[str] = []
-
-    def _delivered(self, error: KafkaError | None, _message: Message) -> None:
-        if error is not None:
-            self._failures.append(str(error))
+        config = client_config | {
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 20,
+            "compression.type": "lz4",
+        }
+        self.max_payload = int(config.get("message.max.bytes", 1_000_000)) - self.HEADROOM
+        self._producer = Producer(config)
 
     def send(self, plog: PartitionLog, entry: Entry) -> None:
         ref = entry.quarantine_file
         if ref is None:
             return
+        # This call's own delivery reports: the consumer and committer threads both send.
+        failures: list[str] = []
+
+        def delivered(error: KafkaError | None, _message: Message) -> None:
+            if error is not None:
+                failures.append(str(error))
+
         rows = pq.ParquetFile(plog.lake_root / ref.path).read().to_pylist()
         for row in rows:
             source = f"{entry.topic}+{entry.partition}+{row['_offset']}"
+            payload = row["payload"]
             headers = {
                 "reason": row["reason"],
                 "detail": row["detail"][:1000],
@@ -140,20 +148,18 @@ class DeadLetters:
                 "source_partition": str(entry.partition),
                 "source_offset": str(row["_offset"]),
             }
+            if len(payload) > self.max_payload:
+                headers["truncated"] = str(len(payload))
+                payload = payload[: self.max_payload]
             while True:
                 try:
                     self._producer.produce(
-                        self.topic,
-                        row["payload"],
-                        source,
-                        headers=headers,
-                        on_delivery=self._delivered,
+                        self.topic, payload, source, headers=headers, on_delivery=delivered
                     )
                     break
                 except BufferError:
                     self._producer.poll(0.1)
         remaining = self._producer.flush(120)
-        failures, self._failures = self._failures, []
         if remaining or failures:
             raise IngestError(
                 f"{remaining + len(failures)} quarantined messages of partition "
@@ -246,6 +252,10 @@ class _Committer(threading.Thread):
         plog = self._logs(batch.partition)
         attempt = new_attempt()
         entry = stage(batch, plog.staging_dir(batch.start, attempt), attempt, now_ms())
+        with plog.lease():
+            self._commit_staged(plog, entry, batch)
+
+    def _commit_staged(self, plog: PartitionLog, entry: Entry, batch: PartitionBatch) -> None:
         if not plog.commit(entry):
             plog.finish(entry)  # discard our files
             del self._chain[batch.partition]
@@ -323,6 +333,8 @@ class IngestWorker:
                 messages = self._consumer.consume(wanted, timeout=POLL_SECONDS)
                 if messages:
                     self._take(messages)
+                else:
+                    self._cover_control_records()
                 self._handle_results()
                 if self._buffered >= options.batch_events or (
                     self._batches and time.monotonic() - self._batch_opened >= options.batch_seconds
@@ -414,11 +426,12 @@ class IngestWorker:
         """Finish what a stopped writer left committed, drop what it left uncommitted, and
         return where the partition resumes."""
         plog = self._log(partition)
-        for entry in plog.unpublished():
-            roll_forward(plog, entry, self._dead_letters)
-            self.metrics.rolled_forward += 1
-        end = plog.end()
-        plog.collect_garbage(end)
+        with plog.lease():
+            for entry in plog.unpublished():
+                roll_forward(plog, entry, self._dead_letters)
+                self.metrics.rolled_forward += 1
+            end = plog.end()
+            plog.collect_garbage(end)
         high = self._high_watermarks([partition]).get(partition, end)
         if end > high:
             raise IngestError(
@@ -463,6 +476,29 @@ class IngestWorker:
             batch.add(self._validator, self._encoder, chunk)
             self._buffered += batch.consumed - before
             self._taken += len(chunk)
+
+    def _cover_control_records(self) -> None:
+        """Extend each partition's chain over offsets the consumer passed without delivering a
+        message: transaction markers (a transactional producer ends every transaction with
+        one) and aborted records. Otherwise the commit log, the group's offsets and so the
+        backlog trigger and ``until_caught_up`` would stop one offset short of the topic's end
+        forever. The range is an entry with no message (or extends the open batch)."""
+        if not self._positions:
+            return
+        reached = self._consumer.position([TopicPartition(self.topic, p) for p in self._positions])
+        for tp in reached:
+            start = self._positions.get(tp.partition)
+            batch = self._batches.get(tp.partition)
+            end = batch.end if batch else start
+            if start is None or end is None or tp.offset <= end:
+                continue  # nothing passed silently (or no position yet: OFFSET_INVALID < 0)
+            if batch is None:
+                if not self._batches:
+                    self._batch_opened = time.monotonic()
+                    self._batch_clock_ms = now_ms()
+                batch = PartitionBatch(self.topic, tp.partition, start, self._batch_clock_ms)
+                self._batches[tp.partition] = batch
+            batch.end = tp.offset
 
     def _flush(self) -> None:
         # Double buffering: the previous window is committed while this one filled up, and

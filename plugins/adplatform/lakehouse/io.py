@@ -31,6 +31,19 @@ def fsync_directory(path: Path) -> None:
         os.close(directory)
 
 
+def make_directories_durable(path: Path) -> None:
+    """``mkdir -p path``, and make each directory it creates durable in its parent: a name
+    created but not synced can vanish in a crash, with the files moved into it."""
+    missing = []
+    ancestor = path
+    while not ancestor.exists():
+        missing.append(ancestor)
+        ancestor = ancestor.parent
+    path.mkdir(parents=True, exist_ok=True)
+    for created in reversed(missing):
+        fsync_directory(created.parent)
+
+
 def atomic_write_parquet(table: pa.Table, path: Path, compression: str = "zstd") -> Path:
     """Write ``table`` as Parquet to ``path`` atomically (see :func:`atomic_write`)."""
     return atomic_write(
