@@ -4,10 +4,11 @@ Helm ignores a values key the chart does not know, so a typo is configuration th
 nothing. For every component and environment this check reads the pinned chart (from the chart
 mirror, ADP_HELM_CHART_MIRROR, or the upstream repository) and refuses the values when:
 
-- a key path is in neither the chart's default values nor its ``values.schema.json`` (subcharts
-  under their alias, ``global`` anywhere), except inside maps the chart leaves free-form (an empty
-  default, a schema without properties) and Kubernetes-typed blocks (resources, affinity,
-  security contexts, ...), which the rendered objects are validated for instead;
+- a key path is in neither the chart's default values, its ``values.schema.json`` nor the keys
+  its values.yaml documents commented out or its templates read (subcharts under their alias, ``global`` anywhere),
+  except inside maps the chart leaves free-form (an empty default, a schema without properties,
+  annotations, labels, config blocks) and inside Kubernetes-typed blocks (resources, affinity,
+  security contexts, ...), whose contents the rendered objects are validated for instead;
 - the merged values break the chart's (or a subchart's) ``values.schema.json``;
 - ``helm template`` or ``helm lint --strict`` fails with the base file plus the overlay;
 - a rendered object is not a valid Kubernetes object of the environment's version, or is of a
@@ -77,7 +78,9 @@ class Chart:
     schema: dict[str, Any] | None
     subcharts: dict[str, Chart] = field(default_factory=dict)
     conditions: dict[str, str] = field(default_factory=dict)  # subchart key -> values path
-    documented: frozenset[tuple[str, ...]] = frozenset()  # key paths values.yaml comments out
+    # Key paths without a default that the chart still knows: commented out in values.yaml, or
+    # read by its templates (``.Values.clickhouse.resources``).
+    documented: frozenset[tuple[str, ...]] = frozenset()
 
     def globals(self) -> dict[str, Any]:
         merged = dict(self.defaults.get("global") or {})
@@ -153,6 +156,11 @@ def _read_chart(path: Path) -> Chart:
     defaults = (yaml.safe_load(values_file.read_text()) if values_file.is_file() else None) or {}
     schema = json.loads(schema_file.read_text()) if schema_file.is_file() else None
     documented = _commented_keys(values_file.read_text()) if values_file.is_file() else set()
+    for template in (path / "templates").rglob("*"):
+        if template.is_file():
+            for match in _VALUES_REFERENCE.finditer(template.read_text(errors="replace")):
+                parts = tuple(match[1].split(".")[1:])
+                documented |= {parts[: i + 1] for i in range(len(parts))}
     chart = Chart(meta["name"], str(meta["version"]), path, defaults, schema)
     chart.documented = frozenset(documented)
     dependencies = {d["name"]: d for d in meta.get("dependencies") or []}
@@ -172,6 +180,9 @@ def _read_chart(path: Path) -> Chart:
 _KEY_LINE = re.compile(
     r"^(?P<indent> *)(?P<comment># ?(?P<inner> *))?(?P<key>[A-Za-z_][\w.-]*):( |$)"
 )
+
+
+_VALUES_REFERENCE = re.compile(r"\.Values((?:\.[A-Za-z_]\w*)+)")
 
 
 def _commented_keys(text: str) -> set[tuple[str, ...]]:
@@ -225,7 +236,7 @@ def unknown_keys(
     properties, closed = _schema_properties(schema)
     documented = {p[-1] for p in chart.documented if p[:-1] == path}
     known = set(defaults) | set(properties) | set(subcharts) | documented | {"global"}
-    structured = bool(defaults) or closed or bool(subcharts) or bool(documented)
+    structured = bool(defaults) or closed or bool(subcharts)
     for key, value in values.items():
         child = f"{prefix}{key}"
         if key == "global" and not path:
@@ -234,12 +245,12 @@ def unknown_keys(
                     value, chart, known_globals, None, known_globals, ("global",), f"{child}."
                 )
             continue
-        if _KUBERNETES_TYPED.match(str(key)) or _FREE_FORM.match(str(key)):
-            continue
         if structured and key not in known:
             yield child, sorted(str(k) for k in known - {"global"})
             continue
-        if not isinstance(value, dict):
+        if not isinstance(value, dict) or (
+            _KUBERNETES_TYPED.match(str(key)) or _FREE_FORM.match(str(key))
+        ):
             continue
         if key in subcharts:
             sub = subcharts[key]
@@ -354,7 +365,16 @@ def render(
     objects: list[dict[str, Any]] = []
     try:
         out = Command(
-            ("helm", "template", component.release, str(archive), "--include-crds", *common, *apis)
+            (
+                "helm",
+                "template",
+                component.release,
+                str(archive),
+                "--include-crds",
+                "--skip-tests",  # test hooks are not installed; `helm test` runs them
+                *common,
+                *apis,
+            )
         ).run(timeout=600)
         objects = [o for o in yaml.load_all(out.stdout, Loader=_Loader) if isinstance(o, dict)]
     except ToolError as error:
@@ -401,6 +421,15 @@ def _kubernetes_validator(version: str, api: str, kind: str) -> Any:
 
 
 @cache
+def _is_builtin_kind(version: str, kind: str) -> bool:
+    import importlib.resources
+
+    root = importlib.resources.files("kubernetes_validate") / "kubernetes-json-schema"
+    prefix = f"{kind.lower()}-"
+    return any(f.name.startswith(prefix) for f in (root / f"v{version}.0-local-strict").iterdir())
+
+
+@cache
 def _kubernetes_definitions(version: str, *, strict: bool) -> Any:
     import importlib.resources
 
@@ -422,7 +451,11 @@ def object_problems(
         name = f"{kind} {(obj.get('metadata') or {}).get('name', '?')}"
         validator = _kubernetes_validator(version, api, kind)
         if validator is None:
-            if (api, kind) not in available:
+            if (api, kind) in available:
+                continue
+            if _is_builtin_kind(version, kind):
+                yield f"{name}: Kubernetes {version} does not serve {kind} as {api}"
+            else:
                 yield (
                     f"{name}: no component it depends on installs the CRD of {kind} ({api}); "
                     "make it depend on the component that does, or disable the object"
@@ -492,47 +525,55 @@ def check_charts(
     if problems:
         raise ChartError(problems)
     charts = {name: load_chart(archive, cache_dir) for name, archive in archives.items()}
-    waves = manifest.waves(names)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for environment in environments:
-            kube_version = manifest.environment(environment).k3s_version.split("+")[0]
-            crds: dict[str, set[tuple[str, str]]] = {}
-            for wave in waves:
-                rendered = dict(
-                    zip(
-                        wave,
-                        pool.map(
-                            lambda n, env=environment, kv=kube_version: render(  # type: ignore[misc]
-                                manifest.components[n],
-                                archives[n],
-                                manifest.components[n].values_files(env, manifest.root),
-                                kv,
-                                {
-                                    api
-                                    for dep in manifest.closure([n]) - {n}
-                                    for api, _ in crds[dep]
-                                },
-                            ),
-                            wave,
-                        ),
-                        strict=True,
-                    )
-                )
-                for name in wave:
-                    component = manifest.components[name]
-                    files = " + ".join(
-                        _relative(f, manifest.root)
-                        for f in component.values_files(environment, manifest.root)
-                    )
-                    crds[name] = rendered[name].crds()
-                    available = set(crds[name]).union(
-                        *(crds[dep] for dep in manifest.closure([name]) - {name})
-                    )
-                    problems += values_problems(manifest, component, environment, charts[name])
-                    problems += [f"{files}: {p}" for p in rendered[name].problems]
-                    problems += [
-                        f"{files}: {p}"
-                        for p in object_problems(rendered[name].objects, available, kube_version)
-                    ]
+    with ThreadPoolExecutor(max_workers=workers) as render_pool, ThreadPoolExecutor() as env_pool:
+        for found in env_pool.map(
+            lambda environment: _environment_problems(
+                manifest, environment, names, archives, charts, render_pool
+            ),
+            environments,
+        ):
+            problems += found
     if problems:
         raise ChartError(sorted(set(problems)))
+
+
+def _environment_problems(
+    manifest: Manifest,
+    environment: str,
+    names: list[str],
+    archives: dict[str, Path],
+    charts: dict[str, Chart],
+    render_pool: ThreadPoolExecutor,
+) -> list[str]:
+    """One environment, wave by wave: a wave renders with the API versions of the CRDs its
+    dependencies installed, as the cluster would serve them then."""
+    kube_version = manifest.environment(environment).k3s_version.split("+")[0]
+    crds: dict[str, set[tuple[str, str]]] = {}
+    problems: list[str] = []
+    for wave in manifest.waves(names):
+        futures = {}
+        for name in wave:
+            before = set().union(*(crds[dep] for dep in manifest.closure([name]) - {name}))
+            api_versions = {form for api, kind in before for form in (api, f"{api}/{kind}")}
+            component = manifest.components[name]
+            files = component.values_files(environment, manifest.root)
+            futures[name] = (
+                render_pool.submit(
+                    render, component, archives[name], files, kube_version, api_versions
+                ),
+                before,
+            )
+        for name, (future, before) in futures.items():
+            component, rendered = manifest.components[name], future.result()
+            where = " + ".join(
+                _relative(f, manifest.root)
+                for f in component.values_files(environment, manifest.root)
+            )
+            crds[name] = rendered.crds()
+            available = crds[name] | before
+            problems += values_problems(manifest, component, environment, charts[name])
+            problems += [f"{where}: {p}" for p in rendered.problems]
+            problems += [
+                f"{where}: {p}" for p in object_problems(rendered.objects, available, kube_version)
+            ]
+    return problems

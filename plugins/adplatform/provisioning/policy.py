@@ -8,7 +8,8 @@
   ``insecureSkipVerify: true``.
 - In the merged values of each environment: every ``resources`` block sets CPU and memory
   requests and a memory limit; every security context runs as non-root without privilege
-  escalation (unless the manifest records why a component must run as root).
+  escalation (unless the manifest records why a component must run as root, or that an
+  operator builds its pods and the chart has no key for their security context).
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def check_release(values: dict[str, Any], where: str, component: Component) -> l
         for p, v in [(path, context), *((p, v) for p, _, v in _walk(context, path))]
         if isinstance(v, dict)
     ]
-    if "root" in component.policy_exceptions:
+    if {"root", "operator_managed_pods"} & set(component.policy_exceptions):
         return problems
     if not any(v.get("runAsNonRoot") is True for _, v in contexts):
         problems.append(f"{where}: no security context with runAsNonRoot: true")
@@ -139,7 +140,11 @@ def check_release(values: dict[str, Any], where: str, component: Component) -> l
 
 
 def _missing_resources(block: dict[str, Any]) -> list[str]:
-    """Kubernetes' shape (requests/limits) or Linkerd's (cpu.request, memory.limit)."""
+    """Kubernetes' shape (requests/limits), Linkerd's (cpu.request, memory.limit) or the Altinity
+    Keeper chart's (cpuRequestsMs, memoryRequestsMiB, memoryLimitsMiB)."""
+    if any(key.endswith(("Ms", "MiB")) for key in block):
+        wanted = ("cpuRequestsMs", "memoryRequestsMiB", "memoryLimitsMiB")
+        return [key for key in wanted if key not in block]
     if "cpu" in block or "memory" in block:
         wanted = [("cpu", "request"), ("memory", "request"), ("memory", "limit")]
         return [f"{r}.{k}" for r, k in wanted if k not in (block.get(r) or {})]
