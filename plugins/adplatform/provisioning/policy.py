@@ -36,6 +36,8 @@ _SECRET_MATERIAL = re.compile(r"-----BEGIN [A-Z ]*(PRIVATE KEY|CERTIFICATE)-----
 _SECURITY_CONTEXT = re.compile(r"securitycontexts?$", re.IGNORECASE)
 # A key ending in "secret" whose value is a Kubernetes object name names a Secret: a reference.
 _NAMES_A_SECRET = re.compile(r"secret$", re.IGNORECASE)
+# Beside a key naming a Secret (``secretName: airflow-oauth``), a value names one of its entries.
+_BESIDE_A_SECRET = re.compile(r"secret(name)?$", re.IGNORECASE)
 _OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
@@ -55,11 +57,12 @@ def _walk(node: Any, path: str = "") -> Iterator[tuple[str, str, Any]]:
 
 def _names_secret_entries(path: str, parent: Any) -> bool:
     """Inside an ``existingSecret`` block, or beside a key naming a Secret, a value names one of
-    that Secret's entries (MinIO's ``tls.privateKey: tls.key``), not a secret."""
+    that Secret's entries (MinIO's ``tls.privateKey: tls.key``, Airflow's ``secretKey:
+    client-id`` beside ``secretName``), not a secret."""
     if ".existingSecret." in f".{path}":
         return True
     return isinstance(parent, dict) and any(
-        _NAMES_A_SECRET.search(str(k)) and isinstance(v, str) and _OBJECT_NAME.match(v)
+        _BESIDE_A_SECRET.search(str(k)) and isinstance(v, str) and _OBJECT_NAME.match(v)
         for k, v in parent.items()
     )
 
