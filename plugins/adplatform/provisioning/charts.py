@@ -326,7 +326,7 @@ def _offline_registry() -> Any:
     def retrieve(uri: str) -> Resource[Any]:
         found = re.search(r"kubernetes-json-schema/master/v(\d+\.\d+)\.\d+/_definitions\.json", uri)
         if not found:
-            raise NoSuchResource(ref=uri)
+            raise NoSuchResource(uri)
         return _kubernetes_definitions(found.group(1), strict=False)
 
     return Registry(retrieve=retrieve)  # type: ignore[call-arg]

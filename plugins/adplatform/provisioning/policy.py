@@ -146,8 +146,8 @@ def _missing_resources(block: dict[str, Any]) -> list[str]:
     """Kubernetes' shape (requests/limits), Linkerd's (cpu.request, memory.limit) or the Altinity
     Keeper chart's (cpuRequestsMs, memoryRequestsMiB, memoryLimitsMiB)."""
     if any(key.endswith(("Ms", "MiB")) for key in block):
-        wanted = ("cpuRequestsMs", "memoryRequestsMiB", "memoryLimitsMiB")
-        return [key for key in wanted if key not in block]
+        keeper = ("cpuRequestsMs", "memoryRequestsMiB", "memoryLimitsMiB")
+        return [key for key in keeper if key not in block]
     if "cpu" in block or "memory" in block:
         wanted = [("cpu", "request"), ("memory", "request"), ("memory", "limit")]
         return [f"{r}.{k}" for r, k in wanted if k not in (block.get(r) or {})]
