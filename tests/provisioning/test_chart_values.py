@@ -10,9 +10,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from adplatform.provisioning.charts import ChartError, _commented_keys, check_charts
+from adplatform.provisioning.charts import (
+    ChartError,
+    _commented_keys,
+    check_before_apply,
+    check_charts,
+)
+from adplatform.provisioning.commands import helm_upgrade
 from adplatform.provisioning.manifest import load_manifest
-from adplatform.settings import REPO_ROOT, load_settings
+from adplatform.settings import REPO_ROOT, get_settings, load_settings
 
 ENVIRONMENTS = ["local", "staging", "production"]
 
@@ -79,12 +85,16 @@ def test_a_schema_violation_names_the_key(scratch_repo, mirror, chart_cache):
     assert any(p.startswith(f"{where}: helm template fails:") for p in problems)
 
 
-def test_a_chart_version_the_mirror_lacks_is_refused_with_the_versions_it_has(
-    scratch_repo, mirror, chart_cache
+def test_a_chart_version_the_mirror_lacks_is_refused_before_anything_is_applied(
+    scratch_repo, mirror, tmp_path
 ):
     path = scratch_repo / "infra" / "platform.yaml"
     path.write_text(path.read_text().replace("version: 1.18.4", "version: 1.18.99"))
-    assert check_cilium(scratch_repo, mirror, chart_cache) == [
+    manifest = load_manifest(path, scratch_repo, with_values=False)
+    settings = load_settings(data_root=tmp_path, helm_chart_mirror=mirror)
+    with pytest.raises(ChartError) as error:
+        check_before_apply(settings, manifest, "local", ["cilium"])
+    assert error.value.problems == [
         f"infra/platform.yaml: components.cilium.version: chart cilium 1.18.99 is not in the "
         f"chart mirror {mirror}; re-pin to one it has (1.18.4)"
     ]
@@ -109,6 +119,29 @@ def test_a_monitor_before_its_crd_is_refused_even_when_the_chart_is_told_to_trus
         in p
         for p in problems
     ), problems
+
+
+@pytest.fixture
+def chart_mirror_setting(monkeypatch):
+    """Sets ADP_HELM_CHART_MIRROR for one test (the process-wide settings are read again)."""
+
+    def use(value: str) -> None:
+        monkeypatch.setenv("ADP_HELM_CHART_MIRROR", value)
+        get_settings.cache_clear()
+
+    yield use
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def test_with_a_mirror_helm_installs_from_it(chart_mirror_setting, mirror):
+    component = load_manifest(with_values=False).component("cilium")
+    chart_mirror_setting(mirror)
+    argv = helm_upgrade(component, "local").argv
+    assert argv[3:6] == ("cilium", f"{mirror}/cilium-1.18.4.tgz", "--version")
+    chart_mirror_setting("http://127.0.0.1:8879/charts")
+    argv = helm_upgrade(component, "local").argv
+    assert argv[3:7] == ("cilium", "cilium", "--repo", "http://127.0.0.1:8879/charts")
 
 
 def test_keys_a_chart_documents_commented_out_are_known():

@@ -38,6 +38,7 @@ import yaml
 
 from adplatform.provisioning.commands import Command, ToolError
 from adplatform.provisioning.manifest import Component, Manifest, ManifestError, merge_values
+from adplatform.settings import Settings
 
 # Kubernetes-typed blocks: their keys are Kubernetes' own, checked on the rendered objects
 # against Kubernetes' schema (a chart's default there is an example, not the list of keys).
@@ -577,3 +578,18 @@ def _environment_problems(
                 f"{where}: {p}" for p in object_problems(rendered.objects, available, kube_version)
             ]
     return problems
+
+
+def check_before_apply(
+    settings: Settings, manifest: Manifest, environment: str, components: list[str] | None = None
+) -> None:
+    """The values check of one environment as provisioning runs it, before anything is applied:
+    charts from the mirror (ADP_HELM_CHART_MIRROR) or the upstream repositories, extracted
+    under the environment's provisioning directory."""
+    check_charts(
+        manifest,
+        [environment],
+        settings.helm_chart_mirror,
+        settings.provisioning_dir / environment / "charts",
+        components=components,
+    )

@@ -31,7 +31,8 @@ _REFERENCE_KEY = re.compile(
     r"^(existing.*|key|keys|.*(name|names|ref|file|path|paths|length|enabled|policy))$",
     re.IGNORECASE,
 )
-_REFERENCE_VALUE = re.compile(r"^(vault:|\$\{|\{\{)")
+# vault: paths, ${VAR} / {{ template }} substitutions, Grafana's $__env{VAR} / $__file{path}.
+_REFERENCE_VALUE = re.compile(r"^(vault:|\$\{|\{\{|\$__(env|file)\{)")
 _SECRET_MATERIAL = re.compile(r"-----BEGIN [A-Z ]*(PRIVATE KEY|CERTIFICATE)-----")
 _SECURITY_CONTEXT = re.compile(r"securitycontexts?$", re.IGNORECASE)
 # A key ending in "secret" whose value is a Kubernetes object name names a Secret: a reference.
