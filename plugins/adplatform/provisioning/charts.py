@@ -4,11 +4,12 @@ Helm ignores a values key the chart does not know, so a typo is configuration th
 nothing. For every component and environment this check reads the pinned chart (from the chart
 mirror, ADP_HELM_CHART_MIRROR, or the upstream repository) and refuses the values when:
 
-- a key path is in neither the chart's default values, its ``values.schema.json`` nor the keys
-  its values.yaml documents commented out or its templates read (subcharts under their alias, ``global`` anywhere),
-  except inside maps the chart leaves free-form (an empty default, a schema without properties,
-  annotations, labels, config blocks) and inside Kubernetes-typed blocks (resources, affinity,
-  security contexts, ...), whose contents the rendered objects are validated for instead;
+- a key path is in neither the chart's default values, its ``values.schema.json``, the keys its
+  values.yaml documents commented out nor those its templates read (subcharts under their
+  alias, ``global`` anywhere), except inside maps the chart leaves free-form (an empty default,
+  a schema without properties, annotations, labels, config blocks) and inside Kubernetes-typed
+  blocks (resources, affinity, security contexts, ...), whose contents the rendered objects
+  are validated for instead (lists: by the chart's schema and the rendered objects only);
 - the merged values break the chart's (or a subchart's) ``values.schema.json``;
 - ``helm template`` or ``helm lint --strict`` fails with the base file plus the overlay;
 - a rendered object is not a valid Kubernetes object of the environment's version, or is of a
