@@ -45,12 +45,23 @@ if ! built tofu "$OPENTOFU_VERSION"; then
   mark tofu "$OPENTOFU_VERSION"
 fi
 
-if ! built helm "$HELM_VERSION"; then
+# Helm's Makefile stamps the Kubernetes version of its client-go into the binary; without it
+# `helm template` and `helm lint` assume v1.20 and refuse every chart whose kubeVersion needs more.
+# The stamp carries the build recipe, so a Helm built the old way is rebuilt.
+helm_stamp="$HELM_VERSION+kube-ldflags"
+if ! built helm "$helm_stamp"; then
   echo "building Helm $HELM_VERSION"
   src="$(module_dir "helm.sh/helm/v3@v$HELM_VERSION")"
-  (cd "$src" && go build -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION" \
+  # client-go v0.MINOR.PATCH is Kubernetes v1.MINOR, as the Makefile computes it.
+  IFS=. read -r client_go_major kube_minor _ <<<"$(cd "$src" && go list -m -f '{{.Version}}' k8s.io/client-go)"
+  kube_major=$(( ${client_go_major#v} + 1 ))
+  kube=""
+  for pkg in chartutil lint/rules; do
+    kube+=" -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMajor=$kube_major -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMinor=$kube_minor"
+  done
+  (cd "$src" && go build -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION $kube" \
     -o "$bin/helm" ./cmd/helm)
-  mark helm "$HELM_VERSION"
+  mark helm "$helm_stamp"
 fi
 
 if ! built kubectl "$KUBECTL_VERSION"; then

@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     platform_admin_cidrs: str = Field(
         "192.0.2.0/24", description="Comma-separated networks allowed to reach SSH and the K3s API"
     )
+    # Where Helm charts come from: empty reads each component's upstream repository (production);
+    # a directory of packaged charts (<chart>-<version>.tgz) or a chart repository URL replaces
+    # them all (an air-gapped mirror; tests and CI use ../shared/charts).
+    helm_chart_mirror: str = ""
     hcloud_token: SecretStr = SecretStr("")
     aws_access_key_id: str = ""
     aws_secret_access_key: SecretStr = SecretStr("")

@@ -34,7 +34,9 @@ def test_every_component_comes_after_everything_it_depends_on():
     for name, component in manifest.components.items():
         for dependency in component.depends_on:
             assert wave_of[dependency] < wave_of[name], f"{name} before {dependency}"
-    assert manifest.waves()[0] == ["cilium"]
+    # The Prometheus Operator's CRDs come first: every later wave ships monitors.
+    assert manifest.waves()[0] == ["prometheus-operator-crds"]
+    assert manifest.waves()[1] == ["cilium"]
 
 
 def test_selecting_a_component_brings_its_dependencies():
@@ -48,6 +50,7 @@ def test_selecting_a_component_brings_its_dependencies():
         "vault",
         "cert-manager",
         "cilium",
+        "prometheus-operator-crds",
     } == selected
 
 

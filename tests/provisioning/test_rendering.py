@@ -12,6 +12,7 @@ import pytest
 from adplatform.provisioning import commands
 from adplatform.provisioning.manifest import load_manifest
 from adplatform.provisioning.upgrade import backup_job
+from adplatform.settings import get_settings
 
 GOLDEN = Path(__file__).parent / "golden"
 ENVIRONMENTS = ["local", "staging", "production"]
@@ -44,7 +45,9 @@ def render(environment: str) -> str:
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
-def test_command_lines_match_the_golden_file(environment):
+def test_command_lines_match_the_golden_file(environment, monkeypatch):
+    monkeypatch.delenv("ADP_HELM_CHART_MIRROR", raising=False)  # the upstream repositories
+    get_settings.cache_clear()
     golden = GOLDEN / f"commands-{environment}.txt"
     rendered = render(environment)
     if os.environ.get("UPDATE_GOLDEN") == "1":

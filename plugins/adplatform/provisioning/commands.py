@@ -67,7 +67,16 @@ class Command:
 # --- Helm -------------------------------------------------------------------------------------
 
 
-def chart_reference(component: Component) -> tuple[str, ...]:
+def chart_reference(component: Component, version: str) -> tuple[str, ...]:
+    """The chart argument(s) of a Helm command: the component's repository, or the chart mirror
+    (ADP_HELM_CHART_MIRROR) when one is set."""
+    from adplatform.settings import get_settings
+
+    mirror = get_settings().helm_chart_mirror
+    if mirror and "://" not in mirror:
+        return (f"{mirror.rstrip('/')}/{component.chart}-{version}.tgz",)
+    if mirror:
+        return (component.chart, "--repo", mirror)
     if component.repository.startswith("oci://"):
         return (f"{component.repository.rstrip('/')}/{component.chart}",)
     return (component.chart, "--repo", component.repository)
@@ -78,15 +87,16 @@ def helm_upgrade(
 ) -> Command:
     """Install or upgrade a release: idempotent, waits for readiness, keeps 10 revisions."""
     values = [v.format(environment=environment) for v in component.values]
+    version = version or component.version
     return Command(
         (
             "helm",
             "upgrade",
             "--install",
             component.release,
-            *chart_reference(component),
+            *chart_reference(component, version),
             "--version",
-            version or component.version,
+            version,
             "--namespace",
             component.namespace,
             "--create-namespace",
@@ -139,7 +149,9 @@ def helm_get_values(component: Component) -> Command:
 
 
 def helm_show_chart(component: Component, version: str) -> Command:
-    return Command(("helm", "show", "chart", *chart_reference(component), "--version", version))
+    return Command(
+        ("helm", "show", "chart", *chart_reference(component, version), "--version", version)
+    )
 
 
 # --- Terraform / OpenTofu -------------------------------------------------------------------------

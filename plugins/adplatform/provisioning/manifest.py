@@ -67,7 +67,7 @@ class Component(_Strict):
     health: HealthCheck
     upgrade: UpgradeStep = "minor"
     backup: Backup | None = None
-    policy_exceptions: dict[Literal["root", "no_workloads"], str] = {}
+    policy_exceptions: dict[Literal["root", "no_workloads", "operator_managed_pods"], str] = {}
 
     @property
     def release(self) -> str:

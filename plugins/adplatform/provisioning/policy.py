@@ -8,7 +8,8 @@
   ``insecureSkipVerify: true``.
 - In the merged values of each environment: every ``resources`` block sets CPU and memory
   requests and a memory limit; every security context runs as non-root without privilege
-  escalation (unless the manifest records why a component must run as root).
+  escalation (unless the manifest records why a component must run as root, or that an
+  operator builds its pods and the chart has no key for their security context).
 """
 
 from __future__ import annotations
@@ -30,11 +31,14 @@ _REFERENCE_KEY = re.compile(
     r"^(existing.*|key|keys|.*(name|names|ref|file|path|paths|length|enabled|policy))$",
     re.IGNORECASE,
 )
-_REFERENCE_VALUE = re.compile(r"^(vault:|\$\{|\{\{)")
+# vault: paths, ${VAR} / {{ template }} substitutions, Grafana's $__env{VAR} / $__file{path}.
+_REFERENCE_VALUE = re.compile(r"^(vault:|\$\{|\{\{|\$__(env|file)\{)")
 _SECRET_MATERIAL = re.compile(r"-----BEGIN [A-Z ]*(PRIVATE KEY|CERTIFICATE)-----")
 _SECURITY_CONTEXT = re.compile(r"securitycontexts?$", re.IGNORECASE)
 # A key ending in "secret" whose value is a Kubernetes object name names a Secret: a reference.
 _NAMES_A_SECRET = re.compile(r"secret$", re.IGNORECASE)
+# Beside a key naming a Secret (``secretName: airflow-oauth``), a value names one of its entries.
+_BESIDE_A_SECRET = re.compile(r"secret(name)?$", re.IGNORECASE)
 _OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
@@ -54,11 +58,12 @@ def _walk(node: Any, path: str = "") -> Iterator[tuple[str, str, Any]]:
 
 def _names_secret_entries(path: str, parent: Any) -> bool:
     """Inside an ``existingSecret`` block, or beside a key naming a Secret, a value names one of
-    that Secret's entries (MinIO's ``tls.privateKey: tls.key``), not a secret."""
+    that Secret's entries (MinIO's ``tls.privateKey: tls.key``, Airflow's ``secretKey:
+    client-id`` beside ``secretName``), not a secret."""
     if ".existingSecret." in f".{path}":
         return True
     return isinstance(parent, dict) and any(
-        _NAMES_A_SECRET.search(str(k)) and isinstance(v, str) and _OBJECT_NAME.match(v)
+        _BESIDE_A_SECRET.search(str(k)) and isinstance(v, str) and _OBJECT_NAME.match(v)
         for k, v in parent.items()
     )
 
@@ -126,7 +131,7 @@ def check_release(values: dict[str, Any], where: str, component: Component) -> l
         for p, v in [(path, context), *((p, v) for p, _, v in _walk(context, path))]
         if isinstance(v, dict)
     ]
-    if "root" in component.policy_exceptions:
+    if {"root", "operator_managed_pods"} & set(component.policy_exceptions):
         return problems
     if not any(v.get("runAsNonRoot") is True for _, v in contexts):
         problems.append(f"{where}: no security context with runAsNonRoot: true")
@@ -139,7 +144,11 @@ def check_release(values: dict[str, Any], where: str, component: Component) -> l
 
 
 def _missing_resources(block: dict[str, Any]) -> list[str]:
-    """Kubernetes' shape (requests/limits) or Linkerd's (cpu.request, memory.limit)."""
+    """Kubernetes' shape (requests/limits), Linkerd's (cpu.request, memory.limit) or the Altinity
+    Keeper chart's (cpuRequestsMs, memoryRequestsMiB, memoryLimitsMiB)."""
+    if any(key.endswith(("Ms", "MiB")) for key in block):
+        keeper = ("cpuRequestsMs", "memoryRequestsMiB", "memoryLimitsMiB")
+        return [key for key in keeper if key not in block]
     if "cpu" in block or "memory" in block:
         wanted = [("cpu", "request"), ("memory", "request"), ("memory", "limit")]
         return [f"{r}.{k}" for r, k in wanted if k not in (block.get(r) or {})]

@@ -1,0 +1,153 @@
+"""The values check against the real upstream charts of the chart mirror (ADP_HELM_CHART_MIRROR,
+by default ../shared/charts beside the repository): every component in every environment, and
+that it refuses an unknown key, a schema violation, a chart version the mirror lacks and a
+monitor installed before its CRD, naming file, key and fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from adplatform.provisioning.charts import (
+    ChartError,
+    _commented_keys,
+    check_before_apply,
+    check_charts,
+)
+from adplatform.provisioning.commands import helm_upgrade
+from adplatform.provisioning.manifest import load_manifest
+from adplatform.settings import REPO_ROOT, get_settings, load_settings
+
+ENVIRONMENTS = ["local", "staging", "production"]
+
+
+@pytest.fixture(scope="session")
+def mirror() -> str:
+    mirror = load_settings().helm_chart_mirror or str(REPO_ROOT.parent / "shared" / "charts")
+    assert Path(mirror).is_dir(), f"chart mirror {mirror} missing: set ADP_HELM_CHART_MIRROR"
+    return mirror
+
+
+@pytest.fixture(scope="session")
+def chart_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Charts extracted once per session, shared by every test."""
+    return tmp_path_factory.mktemp("chart-cache")
+
+
+def edit_values(root: Path, file: str, change) -> None:
+    path = root / "helm_values" / file
+    values = yaml.safe_load(path.read_text()) or {}
+    change(values)
+    path.write_text(yaml.safe_dump(values))
+
+
+def check_cilium(root: Path, mirror: str, cache: Path, environment: str = "local") -> list[str]:
+    """The check of Cilium (and the CRDs it depends on) in a scratch copy; its problems."""
+    manifest = load_manifest(root / "infra" / "platform.yaml", root, with_values=False)
+    try:
+        check_charts(manifest, [environment], mirror, cache, components=["cilium"])
+    except ChartError as error:
+        return error.problems
+    return []
+
+
+def test_every_component_and_environment_passes(mirror, chart_cache):
+    manifest = load_manifest()
+    check_charts(manifest, ENVIRONMENTS, mirror, chart_cache)  # raises, listing every problem
+
+
+def test_the_scratch_copy_passes_before_it_is_broken(scratch_repo, mirror, chart_cache):
+    assert check_cilium(scratch_repo, mirror, chart_cache) == []
+
+
+def test_an_unknown_key_names_file_key_and_the_nearest_known_key(scratch_repo, mirror, chart_cache):
+    def change(values):
+        values["operator"]["replicaz"] = 1  # a typo Helm would ignore
+        values["podAnnotations"] = {"example.com/anything": "x"}  # free-form: any key
+
+    edit_values(scratch_repo, "cilium/local.yaml", change)
+    assert check_cilium(scratch_repo, mirror, chart_cache) == [
+        "helm_values/cilium/local.yaml: operator.replicaz: chart cilium 1.18.4 has no such key; "
+        "did you mean operator.replicas?"
+    ]
+
+
+def test_a_schema_violation_names_the_key(scratch_repo, mirror, chart_cache):
+    edit_values(scratch_repo, "cilium/local.yaml", lambda v: v["operator"].update(replicas="two"))
+    problems = check_cilium(scratch_repo, mirror, chart_cache)
+    where = "helm_values/cilium/values.yaml + helm_values/cilium/local.yaml"
+    assert (
+        f"{where}: operator.replicas: 'two' is not of type 'integer' (schema of chart cilium 1.18.4)"
+        in problems
+    )
+    assert any(p.startswith(f"{where}: helm template fails:") for p in problems)
+
+
+def test_a_chart_version_the_mirror_lacks_is_refused_before_anything_is_applied(
+    scratch_repo, mirror, tmp_path
+):
+    path = scratch_repo / "infra" / "platform.yaml"
+    path.write_text(path.read_text().replace("version: 1.18.4", "version: 1.18.99"))
+    manifest = load_manifest(path, scratch_repo, with_values=False)
+    settings = load_settings(data_root=tmp_path, helm_chart_mirror=mirror)
+    with pytest.raises(ChartError) as error:
+        check_before_apply(settings, manifest, "local", ["cilium"])
+    assert error.value.problems == [
+        f"infra/platform.yaml: components.cilium.version: chart cilium 1.18.99 is not in the "
+        f"chart mirror {mirror}; re-pin to one it has (1.18.4)"
+    ]
+
+
+def test_a_monitor_before_its_crd_is_refused_even_when_the_chart_is_told_to_trust_it(
+    scratch_repo, mirror, chart_cache
+):
+    manifest = scratch_repo / "infra" / "platform.yaml"
+    manifest.write_text(
+        manifest.read_text().replace("    depends_on: [prometheus-operator-crds]\n", "")
+    )
+    edit_values(
+        scratch_repo,
+        "cilium/staging.yaml",
+        lambda v: v.update(prometheus={"serviceMonitor": {"trustCRDsExist": True}}),
+    )
+    problems = check_cilium(scratch_repo, mirror, chart_cache, "staging")
+    assert problems
+    assert all(
+        "no component it depends on installs the CRD of ServiceMonitor (monitoring.coreos.com/v1)"
+        in p
+        for p in problems
+    ), problems
+
+
+@pytest.fixture
+def chart_mirror_setting(monkeypatch):
+    """Sets ADP_HELM_CHART_MIRROR for one test (the process-wide settings are read again)."""
+
+    def use(value: str) -> None:
+        monkeypatch.setenv("ADP_HELM_CHART_MIRROR", value)
+        get_settings.cache_clear()
+
+    yield use
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def test_with_a_mirror_helm_installs_from_it(chart_mirror_setting, mirror):
+    component = load_manifest(with_values=False).component("cilium")
+    chart_mirror_setting(mirror)
+    argv = helm_upgrade(component, "local").argv
+    assert argv[3:6] == ("cilium", f"{mirror}/cilium-1.18.4.tgz", "--version")
+    chart_mirror_setting("http://127.0.0.1:8879/charts")
+    argv = helm_upgrade(component, "local").argv
+    assert argv[3:7] == ("cilium", "cilium", "--repo", "http://127.0.0.1:8879/charts")
+
+
+def test_keys_a_chart_documents_commented_out_are_known():
+    text = "global:\n  psql:\n    # host: db.example\n    # password:\n    #   secret: s\n  x: 1\n"
+    assert _commented_keys(text) == {
+        ("global", "psql", "host"),
+        ("global", "psql", "password"),
+        ("global", "psql", "password", "secret"),
+    }
