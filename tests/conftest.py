@@ -75,6 +75,11 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         kafka_controller_port=free_port(),
         mlflow_port=free_port(),
         airflow_port=free_port(span=3),  # api + worker and triggerer log servers
+        cluster_api_port=free_port(span=6),  # the local cluster: API, etcd, controllers, kwok
+        # The provisioning tests fill this chart mirror (tests/provisioning/conftest.py), and
+        # the simulated cluster is ready in seconds: a failing release fails within a minute.
+        helm_chart_mirror=str(tmp_path_factory.mktemp("chart-mirror")),
+        helm_wait_cap_seconds=45,
     )
 
 

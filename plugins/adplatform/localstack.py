@@ -102,6 +102,7 @@ class Service:
     settings: Settings
     port: int
     start_timeout: float = 120.0
+    port_setting: str = ""  # the ADP_* variable that moves the port, when not ADP_<NAME>_PORT
 
     @property
     def pid_file(self) -> Path:
@@ -146,7 +147,7 @@ class Service:
             if _port_open(self.port):
                 raise StackError(
                     f"{self.name}: port {self.port} is in use by another program; stop it or "
-                    f"set ADP_{self.name.upper()}_PORT to a free port"
+                    f"set {self.port_setting or f'ADP_{self.name.upper()}_PORT'} to a free port"
                 )
             self.prepare()
             self.log_file.parent.mkdir(parents=True, exist_ok=True)

@@ -67,14 +67,30 @@ class Command:
 # --- Helm -------------------------------------------------------------------------------------
 
 
-def chart_reference(component: Component) -> tuple[str, ...]:
+# The description every revision Airflow makes carries: drift checks flag the others.
+RELEASE_DESCRIPTION = "applied by adplatform"
+
+
+def chart_reference(component: Component, version: str, mirror: str = "") -> tuple[str, ...]:
+    """Where helm finds the chart: the manifest's repository, or the site's chart mirror (a
+    directory of `helm package` archives, or a chart repository URL)."""
+    if mirror.startswith(("http://", "https://")):
+        return (component.chart, "--repo", mirror, "--version", version)
+    if mirror:
+        return (str(Path(mirror) / f"{component.chart}-{version}.tgz"),)
     if component.repository.startswith("oci://"):
-        return (f"{component.repository.rstrip('/')}/{component.chart}",)
-    return (component.chart, "--repo", component.repository)
+        return (f"{component.repository.rstrip('/')}/{component.chart}", "--version", version)
+    return (component.chart, "--repo", component.repository, "--version", version)
 
 
 def helm_upgrade(
-    component: Component, environment: str, *, version: str | None = None, dry_run: bool = False
+    component: Component,
+    environment: str,
+    *,
+    version: str | None = None,
+    mirror: str = "",
+    wait_seconds: int | None = None,
+    dry_run: bool = False,
 ) -> Command:
     """Install or upgrade a release: idempotent, waits for readiness, keeps 10 revisions."""
     values = [v.format(environment=environment) for v in component.values]
@@ -84,24 +100,26 @@ def helm_upgrade(
             "upgrade",
             "--install",
             component.release,
-            *chart_reference(component),
-            "--version",
-            version or component.version,
+            *chart_reference(component, version or component.version, mirror),
             "--namespace",
             component.namespace,
             "--create-namespace",
             *(arg for path in values for arg in ("--values", path)),
             "--wait",
             "--timeout",
-            f"{component.health.timeout_seconds}s",
+            f"{wait_seconds or component.health.timeout_seconds}s",
             "--history-max",
             "10",
+            "--description",
+            RELEASE_DESCRIPTION,
             *(("--dry-run=server",) if dry_run else ()),
         )
     )
 
 
-def helm_rollback(component: Component, revision: int | str) -> Command:
+def helm_rollback(
+    component: Component, revision: int | str, *, wait_seconds: int | None = None
+) -> Command:
     return Command(
         (
             "helm",
@@ -112,7 +130,7 @@ def helm_rollback(component: Component, revision: int | str) -> Command:
             component.namespace,
             "--wait",
             "--timeout",
-            f"{component.health.timeout_seconds}s",
+            f"{wait_seconds or component.health.timeout_seconds}s",
         )
     )
 
@@ -138,8 +156,14 @@ def helm_get_values(component: Component) -> Command:
     )
 
 
-def helm_show_chart(component: Component, version: str) -> Command:
-    return Command(("helm", "show", "chart", *chart_reference(component), "--version", version))
+def helm_get_manifest(component: Component) -> Command:
+    return Command(
+        ("helm", "get", "manifest", component.release, "--namespace", component.namespace)
+    )
+
+
+def helm_show_chart(component: Component, version: str, mirror: str = "") -> Command:
+    return Command(("helm", "show", "chart", *chart_reference(component, version, mirror)))
 
 
 # --- Terraform / OpenTofu -------------------------------------------------------------------------
