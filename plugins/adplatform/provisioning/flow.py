@@ -81,7 +81,11 @@ def plan(request: dict[str, Any]) -> dict[str, Any]:
 
     manifest = load_manifest(with_values=False)
     summary = plan_infrastructure(get_settings(), request["environment"], request["cloud"])
-    text = PlanSummary(**summary).text()
+    text = (
+        f"{request['environment']}: the local cluster (adplatform cluster up), no servers to change."
+        if request["local_cluster"]
+        else PlanSummary(**summary).text()
+    )
     releases = [
         f"  wave {i}: " + ", ".join(f"{n} {manifest.component(n).version}" for n in wave)
         for i, wave in enumerate(request["waves"])

@@ -233,7 +233,9 @@ def check_health(settings: Settings, environment: str, component: Component) -> 
         if problem:
             details.append(f"{kind} {where + '/' if where else ''}{name}: {problem}")
             broken = broken or fatal
-    for pod in pods:
+    # A broken pod says waiting is futile, but only while something is not ready: a stray failed
+    # pod beside a fully rolled-out workload (an old eviction) is no reason to fail.
+    for pod in pods if details else []:
         problem = _pod_problem(pod)
         if problem:
             details.append(f"pod {namespace}/{pod['metadata']['name']}: {problem}")
