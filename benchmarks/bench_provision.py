@@ -15,10 +15,9 @@ along; default: those that install on the simulated nodes with the repository's 
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
-from adplatform.localstack import LocalStack
+from adplatform.localstack import LocalStack, free_port
 from adplatform.provisioning.cluster import LocalCluster
 from adplatform.provisioning.commands import Command, helm_upgrade
 from adplatform.provisioning.manifest import load_manifest
@@ -30,32 +29,14 @@ DAG = "platform_provision"
 DEFAULT_COMPONENTS = "cert-manager"
 
 
-def _free_ports(span: int) -> int:
-    while True:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        if port + span < 65535 and all(_free(port + i) for i in range(1, span)):
-            return port
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
 def run(ctx: Context) -> list[Result]:
     mirror = os.environ.get("ADP_HELM_CHART_MIRROR") or str(REPO_ROOT.parent / "shared" / "charts")
     if not Path(mirror, "index.yaml").exists():
         raise RuntimeError(f"no chart mirror at {mirror}: set ADP_HELM_CHART_MIRROR to one")
     settings = load_settings(
         data_root=ctx.root / "provision",
-        airflow_port=_free_ports(3),
-        cluster_api_port=_free_ports(6),
+        airflow_port=free_port(3),
+        cluster_api_port=free_port(6),
         helm_chart_mirror=mirror,
     )
     selected = os.environ.get("ADPLATFORM_BENCH_COMPONENTS", DEFAULT_COMPONENTS).split(",")
