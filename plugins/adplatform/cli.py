@@ -31,6 +31,7 @@ class _Cli(click.Group):
         from adplatform.events.producer import DeliveryFailed
         from adplatform.ingest.commitlog import IngestError
         from adplatform.localstack import StackError
+        from adplatform.provisioning.commands import ToolError
         from adplatform.reporting.reports import ReportError
         from ml.errors import CtrModelError
 
@@ -39,6 +40,7 @@ class _Cli(click.Group):
         except (
             SettingsError,
             StackError,
+            ToolError,
             BrokerUnreachable,
             DeliveryFailed,
             CtrModelError,

@@ -109,22 +109,22 @@ class Settings(BaseSettings):
     ssh_user: str = "root"
     ssh_key_file: Path | None = None
     kubeconfig: Path | None = None
-
-    # Platform provisioning (infra/platform.yaml, dags/platform_*.py). Cloud credentials become the
-    # hcloud_default / aws_default connections; in production they come from the secrets backend.
-    platform_admin_cidrs: str = Field(
-        "192.0.2.0/24", description="Comma-separated networks allowed to reach SSH and the K3s API"
-    )
-    # Where Helm charts come from: empty reads each component's repository from the manifest; a
-    # directory of `helm package` archives (<chart>-<version>.tgz) or the URL of a chart
-    # repository serves every chart instead (an air-gapped site's mirror; tests use one).
-    helm_chart_mirror: str = ""
     # Upper bound on every `helm --wait` and health gate, in seconds; 0: each component's own
     # health timeout from the manifest. The simulated local cluster is ready in seconds.
     helm_wait_cap_seconds: int = Field(0, ge=0)
     # The local Kubernetes control plane (adplatform cluster up) serves its API on this loopback
     # port and takes the next five for etcd, the controllers and kwok.
     cluster_api_port: int = Field(6443, ge=1, le=65529)
+
+    # Platform provisioning (infra/platform.yaml, dags/platform_*.py). Cloud credentials become the
+    # hcloud_default / aws_default connections; in production they come from the secrets backend.
+    platform_admin_cidrs: str = Field(
+        "192.0.2.0/24", description="Comma-separated networks allowed to reach SSH and the K3s API"
+    )
+    # Where Helm charts come from: empty reads each component's upstream repository (production);
+    # a directory of packaged charts (<chart>-<version>.tgz) or a chart repository URL replaces
+    # them all (an air-gapped mirror; tests and CI use ../shared/charts).
+    helm_chart_mirror: str = ""
     hcloud_token: SecretStr = SecretStr("")
     aws_access_key_id: str = ""
     aws_secret_access_key: SecretStr = SecretStr("")

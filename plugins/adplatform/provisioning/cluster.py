@@ -278,6 +278,8 @@ class LocalCluster:
         return self.settings.provisioning_dir / "local" / "kubeconfig"
 
     def up(self, progress: Callable[[str], None] = lambda _: None) -> dict[str, str]:
+        for binary in [part.name for part in self.parts] + ["kubectl"]:
+            tool(binary)  # all built, or nothing starts
         self.paths.root.mkdir(parents=True, exist_ok=True)
         token = ensure_pki(self.paths)
         config = kubeconfig(self.server, self.paths.pki / "ca.crt", token)

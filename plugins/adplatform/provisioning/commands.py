@@ -71,16 +71,19 @@ class Command:
 RELEASE_DESCRIPTION = "applied by adplatform"
 
 
-def chart_reference(component: Component, version: str, mirror: str = "") -> tuple[str, ...]:
-    """Where helm finds the chart: the manifest's repository, or the site's chart mirror (a
-    directory of `helm package` archives, or a chart repository URL)."""
-    if mirror.startswith(("http://", "https://")):
-        return (component.chart, "--repo", mirror, "--version", version)
+def chart_reference(component: Component, version: str) -> tuple[str, ...]:
+    """The chart argument(s) of a Helm command: the component's repository, or the chart mirror
+    (ADP_HELM_CHART_MIRROR) when one is set."""
+    from adplatform.settings import get_settings
+
+    mirror = get_settings().helm_chart_mirror
+    if mirror and "://" not in mirror:
+        return (f"{mirror.rstrip('/')}/{component.chart}-{version}.tgz",)
     if mirror:
-        return (str(Path(mirror) / f"{component.chart}-{version}.tgz"),)
+        return (component.chart, "--repo", mirror)
     if component.repository.startswith("oci://"):
-        return (f"{component.repository.rstrip('/')}/{component.chart}", "--version", version)
-    return (component.chart, "--repo", component.repository, "--version", version)
+        return (f"{component.repository.rstrip('/')}/{component.chart}",)
+    return (component.chart, "--repo", component.repository)
 
 
 def helm_upgrade(
@@ -88,19 +91,21 @@ def helm_upgrade(
     environment: str,
     *,
     version: str | None = None,
-    mirror: str = "",
     wait_seconds: int | None = None,
     dry_run: bool = False,
 ) -> Command:
     """Install or upgrade a release: idempotent, waits for readiness, keeps 10 revisions."""
     values = [v.format(environment=environment) for v in component.values]
+    version = version or component.version
     return Command(
         (
             "helm",
             "upgrade",
             "--install",
             component.release,
-            *chart_reference(component, version or component.version, mirror),
+            *chart_reference(component, version),
+            "--version",
+            version,
             "--namespace",
             component.namespace,
             "--create-namespace",
@@ -162,8 +167,10 @@ def helm_get_manifest(component: Component) -> Command:
     )
 
 
-def helm_show_chart(component: Component, version: str, mirror: str = "") -> Command:
-    return Command(("helm", "show", "chart", *chart_reference(component, version, mirror)))
+def helm_show_chart(component: Component, version: str) -> Command:
+    return Command(
+        ("helm", "show", "chart", *chart_reference(component, version), "--version", version)
+    )
 
 
 # --- Terraform / OpenTofu -------------------------------------------------------------------------

@@ -351,7 +351,6 @@ def upgrade_release(checks: dict[str, Any]) -> dict[str, Any]:
         component,
         checks["environment"],
         version=checks["to_version"],
-        mirror=settings.helm_chart_mirror,
         wait_seconds=wait_seconds(settings, component),
     )
     if checks["dry_run"]:

@@ -69,8 +69,9 @@ def check_in_mirror(settings: Settings, component: Component, version: str) -> s
     if not mirror:
         return f"{component.repository} (no chart mirror set)"
     if mirror.startswith(("http://", "https://")):
+        show = ("helm", "show", "chart", component.chart, "--repo", mirror, "--version", version)
         try:
-            Command(commands.helm_show_chart(component, version, mirror).argv).run(timeout=120)
+            Command(show).run(timeout=120)
         except ToolError:
             raise ManifestError(
                 [
@@ -146,10 +147,7 @@ def deploy(
     for the caller to roll back."""
     component = manifest.component(name)
     command = commands.helm_upgrade(
-        component,
-        environment,
-        mirror=settings.helm_chart_mirror,
-        wait_seconds=wait_seconds(settings, component),
+        component, environment, wait_seconds=wait_seconds(settings, component)
     )
     if dry_run:
         return ReleaseStep(name, str(command), "rendered", True)
