@@ -156,9 +156,13 @@ class Service:
         try:
             pid = int(self.pid_file.read_text())
             os.kill(pid, 0)
-            return pid
         except (FileNotFoundError, ValueError, ProcessLookupError):
             return None
+        # A child of this process that exited is a zombie until reaped: it is not running.
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return None
+        return pid
 
     def start(self) -> str:
         if self.healthy():

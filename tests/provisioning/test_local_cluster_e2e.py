@@ -24,7 +24,9 @@ from tests.provisioning.conftest import DRIFT, PROVISION, UPGRADE, ChartMirror
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-COMPONENTS = ["cert-manager"]  # its dependency, cilium, comes along in the wave before it
+COMPONENTS = ["cert-manager"]  # what it depends on (cilium, ...) comes along in earlier waves
+WAVES = load_manifest(with_values=False).waves(COMPONENTS)  # as the DAG's wave_N task groups
+RELEASES = [name for wave in WAVES for name in wave]
 
 
 def helm_history(cluster: LocalCluster, settings: Settings, release: str) -> list[dict]:
@@ -97,13 +99,10 @@ def test_provisioning_local_installs_real_releases_wave_by_wave(
 
     states = platform_admin.task_states(PROVISION, run_id)
     assert platform_admin.run(PROVISION, run_id)["state"] == "success", states
-    assert [s["action"] for s in platform_admin.xcom(PROVISION, run_id, "wave_0.deploy")] == [
-        "install"
-    ]
-    assert [s["action"] for s in platform_admin.xcom(PROVISION, run_id, "wave_1.deploy")] == [
-        "install"
-    ]
-    for release in ("cilium", "cert-manager"):
+    for number, wave in enumerate(WAVES):
+        steps = platform_admin.xcom(PROVISION, run_id, f"wave_{number}.deploy")
+        assert [(s["component"], s["action"]) for s in steps] == [(n, "install") for n in wave]
+    for release in RELEASES:
         [revision] = helm_history(cluster, stack_settings, release)
         assert revision["status"] == "deployed"
         assert revision["description"] == "applied by adplatform"
@@ -121,7 +120,8 @@ def test_provisioning_local_installs_real_releases_wave_by_wave(
         for k, v in c.items()
         if c["type"] == "Established"
     }.items()
-    [gate] = platform_admin.xcom(PROVISION, run_id, "wave_1.health_gate")
+    [gate] = platform_admin.xcom(PROVISION, run_id, f"wave_{len(WAVES) - 1}.health_gate")
+    assert gate["component"] == "cert-manager"
     assert gate["healthy"] is True and gate["details"] == []
 
 
@@ -131,10 +131,10 @@ def test_a_second_run_with_nothing_changed_makes_no_new_revision(
     run_id = provision(platform_admin, COMPONENTS)
 
     assert platform_admin.run(PROVISION, run_id)["state"] == "success"
-    for wave in ("wave_0", "wave_1"):
-        steps = platform_admin.xcom(PROVISION, run_id, f"{wave}.deploy")
-        assert [s["action"] for s in steps] == ["unchanged"]
-    for release in ("cilium", "cert-manager"):
+    for number, wave in enumerate(WAVES):
+        steps = platform_admin.xcom(PROVISION, run_id, f"wave_{number}.deploy")
+        assert [s["action"] for s in steps] == ["unchanged"] * len(wave)
+    for release in RELEASES:
         assert len(helm_history(cluster, stack_settings, release)) == 1
 
 
@@ -252,9 +252,14 @@ def test_a_failed_wave_is_rolled_back_and_later_waves_do_not_start(
 
     assert platform_admin.run(PROVISION, run_id)["state"] == "failed"
     states = platform_admin.task_states(PROVISION, run_id)
-    assert states["wave_0.deploy"] == "failed", states
-    assert states["wave_1.deploy"] == "upstream_failed", states
-    assert states["wave_1.health_gate"] == "upstream_failed", states
+    failed = next(number for number, wave in enumerate(WAVES) if "cilium" in wave)
+    assert states[f"wave_{failed}.deploy"] == "failed", states
+    later = {
+        t: s
+        for t, s in states.items()
+        if t.startswith("wave_") and int(t[5:].split(".")[0]) > failed
+    }
+    assert later and set(later.values()) == {"upstream_failed"}, states
     [entry] = recorded(stack_settings, run_id)
     assert (entry["component"], entry["outcome"]) == ("cilium", "rolled back")
     assert (entry["previous_revision"], entry["failed_revision"]) == (2, 3)

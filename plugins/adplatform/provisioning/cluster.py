@@ -175,7 +175,10 @@ class ApiServer(_Part):
             tool("kube-apiserver"),
             f"--etcd-servers=http://127.0.0.1:{self.settings.cluster_api_port + 1}",
             "--bind-address=127.0.0.1",
+            # Loopback only: nothing outside this machine may reach it, and no endpoint of the
+            # `kubernetes` Service points at it (no pod runs to use one).
             "--advertise-address=127.0.0.1",
+            "--endpoint-reconciler-type=none",
             f"--secure-port={self.port}",
             f"--cert-dir={pki}",
             f"--tls-cert-file={pki / 'apiserver.crt'}",
