@@ -403,24 +403,21 @@ def object_drift(
     """Live objects that differ from what the release applied: `kubectl diff --server-side` of
     the release's manifest (the API server merges and defaults, so only real changes show).
     Returns (object, changed lines) per object."""
-    result = Command(
-        commands.helm_get_manifest(component).argv, env=helm_env(settings, environment)
-    ).run()
+    import yaml
+
+    env = helm_env(settings, environment)
+    manifest = Command(commands.helm_get_manifest(component).argv, env=env).run().stdout
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "manifest.yaml"
-        path.write_text(result.stdout)
+        # Objects without a namespace are in the release's, as for helm: the context's default.
+        config = yaml.safe_load(Path(env["KUBECONFIG"]).read_text())
+        for context in config.get("contexts") or []:
+            context["context"]["namespace"] = component.namespace
+        kubeconfig, objects = Path(tmp) / "kubeconfig", Path(tmp) / "manifest.yaml"
+        kubeconfig.write_text(json.dumps(config))
+        objects.write_text(manifest)
         diff = Command(
-            (
-                "kubectl",
-                "diff",
-                "--server-side",
-                "--force-conflicts",
-                "-n",
-                component.namespace,
-                "-f",
-                str(path),
-            ),
-            env=helm_env(settings, environment),
+            ("kubectl", "diff", "--server-side", "--force-conflicts", "-f", str(objects)),
+            env=env | {"KUBECONFIG": str(kubeconfig)},
         ).run(ok_codes=(0, 1))
     found: list[tuple[str, str]] = []
     for line in diff.stdout.splitlines():
