@@ -90,10 +90,12 @@ def test_a_chart_version_the_mirror_lacks_is_refused(
     with pytest.raises(ManifestError) as refused:
         flow.validate_request("local", "existing", ["cert-manager"], False)
     message = str(refused.value)
-    assert "cilium: chart cilium 1.18.4 is not in the chart mirror" in message
-    assert "ADP_HELM_CHART_MIRROR" in message and "add cilium-1.18.4.tgz there" in message
-    # Components are checked in wave order; the first missing one is named with the fix.
-    assert len(message.splitlines()) == 1
+    assert message.startswith(
+        f"cert-manager: chart cert-manager v1.19.1 is not in the chart mirror {only_old}"
+    )
+    assert "it has cert-manager-v1.18.0.tgz" in message
+    assert "add cert-manager-v1.19.1.tgz there" in message
+    assert len(message.splitlines()) == 1  # the first missing chart, named with the fix
 
 
 def test_a_real_run_into_a_cluster_that_does_not_answer_is_refused(
