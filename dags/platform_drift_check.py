@@ -13,8 +13,10 @@ MANIFEST = manifest_structure()
 DOC = """
 ### platform_drift_check
 Every six hours, for each provisioned environment: `tofu plan -detailed-exitcode` against the
-environment's state (exit code 2 means the servers drifted from the code) and a comparison of
-each Helm release's chart version and values with `infra/platform.yaml` and `helm_values/`.
+environment's state (exit code 2 means the servers drifted from the code), and for each Helm
+release: its chart version and values against `infra/platform.yaml` and `helm_values/`, a latest
+revision made outside Airflow (`helm history`), and its objects changed out of band (`kubectl
+diff --server-side` of the release's manifest; each changed object is named).
 The report is the `report` task's return value; any drift fails `alert`, which sends the report
 through the alert webhook.
 

@@ -23,14 +23,21 @@ Helm releases wave by wave, each wave gated by its health checks, then smoke che
 answer in 24 h fails the run, it never approves by itself) → apply → wait for SSH → prepare nodes
 → K3s → kubeconfig → wave 0..n (deploy → health gate) → smoke checks. A re-run with nothing to
 change changes nothing. `dry_run` (default on) plans and renders every step and wave and changes
-nothing.
+nothing. The `local` environment is the local cluster (`adplatform cluster up`): no servers, SSH,
+node preparation or K3s; its releases are real.
+
+A release whose `helm upgrade --install --wait` fails, or that fails its wave's health gate, is
+rolled back to the revision it had before the run and recorded in
+`<data root>/provisioning/<environment>/upgrades.jsonl` (release, both revisions, why); the wave
+fails without a retry and later waves do not start.
 
 ### Triage
 - *validate* failed: the message names the manifest or values file and key; fix it, re-run.
 - *plan* failed: read the tofu error in the log (credentials: `hcloud_default`/`aws_default`).
 - *wait_for_ssh*/*prepare_nodes*/*install_k3s*: the node named in the error; re-run is safe.
-- *wave_N.health_gate*: the workloads named are not ready; `kubectl -n <ns> get pods`, fix, re-run
-  (installed releases are skipped when unchanged). Runbook: `infra/README.md`.
+- *wave_N.deploy* / *wave_N.health_gate*: the message names each release, the revisions and why;
+  it was rolled back. `kubectl -n <ns> get pods`, fix, re-run (unchanged releases are skipped).
+  Runbook: `infra/README.md`.
 """
 
 with DAG(
@@ -94,12 +101,12 @@ with DAG(
         return flow.store_kubeconfig(request, nodes)
 
     @task
-    def deploy(request: dict, wave: list) -> list:
-        return flow.deploy_wave(request, wave)
+    def deploy(request: dict, wave: list, run_id: str | None = None) -> list:
+        return flow.deploy_wave(request, wave, run_id or "")
 
     @task
-    def health_gate(request: dict, wave: list) -> list:
-        return flow.gate_wave(request, wave)
+    def health_gate(request: dict, wave: list, steps: list, run_id: str | None = None) -> list:
+        return flow.gate_wave(request, wave, steps, run_id or "")
 
     @task
     def smoke_checks(request: dict) -> list:
@@ -124,5 +131,6 @@ with DAG(
     ]
     for wave, names in enumerate(MANIFEST.waves()):
         with TaskGroup(f"wave_{wave}", tooltip=", ".join(names)):
-            steps += [deploy(request, names), health_gate(request, names)]
+            deployed = deploy(request, names)
+            steps += [deployed, health_gate(request, names, deployed)]
     chain(planned, approve, nodes, *steps, smoke_checks(request))

@@ -15,9 +15,10 @@ DOC = """
 ### platform_upgrade
 Upgrades one component of `infra/platform.yaml` to a target chart version: pre-flight (the
 version exists in its chart repository, the step is allowed by the component's upgrade policy)
-→ backup Job for stateful components (ClickHouse, PostgreSQL, Redpanda) → `helm upgrade` →
-health gate → on failure, automatic `helm rollback` to the revision before the upgrade → a
-record in `<data root>/provisioning/<environment>/upgrades.jsonl`. A rolled-back upgrade ends
+→ backup Job for stateful components (ClickHouse, PostgreSQL, Redpanda), on a bound volume →
+`helm upgrade --wait` → health gate → on failure of either, automatic `helm rollback` to the
+revision before the upgrade → a record in `<data root>/provisioning/<environment>/upgrades.jsonl`
+(both revisions and why). A rolled-back upgrade ends
 the run as failed (and alerts). After a successful upgrade, pin the new version in the manifest.
 `dry_run` (default on) changes nothing: the gate takes one look at the release as it runs now
 (an environment without a kubeconfig has no cluster: the record says `checked: false`), and a
@@ -64,19 +65,19 @@ with DAG(
         return flow.upgrade_backup(checks, (ts_nodash or "").lower())
 
     @task
-    def upgrade(checks: dict) -> str:
+    def upgrade(checks: dict) -> dict:
         return flow.upgrade_release(checks)
 
     @task
-    def health_gate(checks: dict) -> dict:
-        return flow.upgrade_gate(checks)
+    def health_gate(checks: dict, upgraded: dict) -> dict:
+        return flow.upgrade_gate(checks, upgraded)
 
     @task.branch
     def healthy(gate: dict) -> str:
         return "record" if gate["healthy"] else "rollback"
 
     @task
-    def rollback(checks: dict) -> str:
+    def rollback(checks: dict) -> dict:
         return flow.upgrade_rollback(checks)
 
     @task(trigger_rule="none_failed_min_one_success")
@@ -96,8 +97,9 @@ with DAG(
         return f"{entry['component']} {entry['from_version']} -> {entry['to_version']}: {entry['outcome']}"
 
     checks = preflight()
-    gate = health_gate(checks)
-    backup(checks) >> upgrade(checks) >> gate
+    upgraded = upgrade(checks)
+    gate = health_gate(checks, upgraded)
+    backup(checks) >> upgraded
     rolled_back = rollback(checks)
     entry = record(checks, gate)
     healthy(gate) >> [rolled_back, entry]

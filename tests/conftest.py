@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,30 +33,9 @@ os.environ.update(
     }
 )
 
-from adplatform.localstack import LocalStack  # noqa: E402
+from adplatform.localstack import LocalStack, free_port  # noqa: E402
 
 SCREENSHOTS = REPO_ROOT / "tests" / "screenshots"
-
-
-def free_port(span: int = 1) -> int:
-    """A port p such that p .. p+span-1 are all free right now."""
-    while True:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port + span >= 65535:
-            continue
-        if all(_is_free(port + offset) for offset in range(1, span)):
-            return port
-
-
-def _is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 @pytest.fixture
@@ -75,6 +53,11 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         kafka_controller_port=free_port(),
         mlflow_port=free_port(),
         airflow_port=free_port(span=3),  # api + worker and triggerer log servers
+        cluster_api_port=free_port(span=6),  # the local cluster: API, etcd, controllers, kwok
+        # The provisioning tests fill this chart mirror (tests/provisioning/conftest.py), and
+        # the simulated cluster is ready in seconds: a failing release fails within a minute.
+        helm_chart_mirror=str(tmp_path_factory.mktemp("chart-mirror")),
+        helm_wait_cap_seconds=45,
     )
 
 

@@ -70,6 +70,53 @@ if ! built kubectl "$KUBECTL_VERSION"; then
   mark kubectl "$KUBECTL_VERSION"
 fi
 
+# The local Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler and kwok (simulated nodes and pods). See infra/README.md.
+
+# pinned_in DIR MODULE VERSION: fail unless DIR/go.mod requires MODULE at VERSION (versions.env
+# is the one place a version is changed; the go.mod must follow it).
+pinned_in() {
+  grep -qE "^\s*(require )?$2 v$3\$" "$1/go.mod" ||
+    { echo "error: $1/go.mod does not require $2 v$3 (versions.env): update it, then go mod tidy" >&2; return 1; }
+}
+
+if ! built etcd "$ETCD_VERSION"; then
+  echo "building etcd $ETCD_VERSION"
+  pinned_in "$repo/infra/tools/etcd" go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
+  (cd "$repo/infra/tools/etcd" && go build -ldflags "-s -w" -o "$bin/etcd" .)
+  mark etcd "$ETCD_VERSION"
+fi
+
+# Without Kubernetes' own version ldflags the servers report v0.0.0-master and Helm refuses
+# every chart with a kubeVersion constraint.
+if ! built kubernetes "$KUBERNETES_VERSION"; then
+  pinned_in "$repo/infra/tools/kubernetes" k8s.io/kubernetes "$KUBERNETES_VERSION"
+  k8s_ldflags="-s -w"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    k8s_ldflags+=" -X $pkg.gitVersion=v$KUBERNETES_VERSION -X $pkg.gitMajor=${KUBERNETES_VERSION%%.*}"
+    k8s_ldflags+=" -X $pkg.gitMinor=$(cut -d. -f2 <<<"$KUBERNETES_VERSION") -X $pkg.gitTreeState=clean"
+  done
+  for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
+    echo "building $cmd $KUBERNETES_VERSION"
+    (cd "$repo/infra/tools/kubernetes" && go build -ldflags "$k8s_ldflags" -o "$bin/$cmd" "k8s.io/kubernetes/cmd/$cmd")
+  done
+  mark kubernetes "$KUBERNETES_VERSION"
+fi
+
+# kwok runs only with Stage objects; the module ships the upstream ones, kept beside the binary.
+if ! built kwok "$KWOK_VERSION"; then
+  echo "building kwok $KWOK_VERSION"
+  src="$(module_dir "sigs.k8s.io/kwok@v$KWOK_VERSION")"
+  (cd "$src" && go build -ldflags "-s -w" -o "$bin/kwok" ./cmd/kwok)
+  # Nodes Ready with heartbeats, pods Running/Ready/Completed, PVCs of class kwok-volume bound,
+  # and the chaos stage that fails the pods labelled for it (the failure tests use it).
+  rm -rf "$tools/kwok-stages" && mkdir -p "$tools/kwok-stages"
+  for stage in node/fast node/heartbeat pod/fast pod/chaos volume/fast; do
+    grep -l '^kind: Stage$' "$src/kustomize/stage/$stage"/*.yaml | xargs cp -t "$tools/kwok-stages/"
+  done
+  mark kwok "$KWOK_VERSION"
+fi
+
 # provider NAMESPACE TYPE MODULE VERSION H1SUM: build a provider into the mirror, under both registry
 # host names, so OpenTofu (registry.opentofu.org) and Terraform (registry.terraform.io) find it.
 provider() {

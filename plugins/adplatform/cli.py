@@ -31,6 +31,7 @@ class _Cli(click.Group):
         from adplatform.events.producer import DeliveryFailed
         from adplatform.ingest.commitlog import IngestError
         from adplatform.localstack import StackError
+        from adplatform.provisioning.commands import ToolError
         from adplatform.reporting.reports import ReportError
         from ml.errors import CtrModelError
 
@@ -39,6 +40,7 @@ class _Cli(click.Group):
         except (
             SettingsError,
             StackError,
+            ToolError,
             BrokerUnreachable,
             DeliveryFailed,
             CtrModelError,
@@ -120,6 +122,55 @@ def stack_status() -> None:
         table.add_row(name, f"[{colour}]{state}[/]", str(pid or "-"), url, str(log))
     console.print(table)
     sys.exit(0 if all(row[1] == "healthy" for row in rows) else 1)
+
+
+@cli.group()
+def cluster() -> None:
+    """Start, stop and inspect the local Kubernetes cluster (real control plane, kwok nodes)."""
+
+
+@cluster.command("up")
+def cluster_up() -> None:
+    """Start etcd, the API server, controllers, scheduler and kwok on loopback under the data
+    root, register the simulated nodes and wait until they are Ready. Safe to repeat."""
+    from adplatform.provisioning.cluster import LocalCluster
+
+    local = LocalCluster(get_settings())
+    with console.status("starting the local cluster...") as status:
+        results = local.up(progress=lambda step: status.update(f"{step}..."))
+    for name, result in results.items():
+        console.print(f"{name}: {result}")
+    ready, total = local.nodes_ready()
+    console.print(f"cluster ready at {local.server}: {ready}/{total} nodes Ready")
+    console.print(f"kubeconfig: {local.admin_kubeconfig}")
+
+
+@cluster.command("down")
+def cluster_down() -> None:
+    """Stop the local cluster, leaving no process behind (its state stays for the next up)."""
+    from adplatform.provisioning.cluster import LocalCluster
+
+    for name, result in LocalCluster(get_settings()).down().items():
+        console.print(f"{name}: {result}")
+
+
+@cluster.command("status")
+def cluster_status() -> None:
+    """Show each control-plane process and the nodes; exit 1 unless all are healthy."""
+    from adplatform.provisioning.cluster import LocalCluster
+
+    local = LocalCluster(get_settings())
+    rows = local.status()
+    table = Table("component", "state", "pid", "address", "log")
+    for name, state, pid, address, log in rows:
+        colour = "green" if state == "healthy" else "red"
+        table.add_row(name, f"[{colour}]{state}[/]", str(pid or "-"), address, str(log))
+    console.print(table)
+    healthy = all(row[1] == "healthy" for row in rows)
+    ready, total = local.nodes_ready() if healthy else (0, 0)
+    if healthy:
+        console.print(f"nodes Ready: {ready}/{total}")
+    sys.exit(0 if healthy and ready == total else 1)
 
 
 @cli.command("topics")

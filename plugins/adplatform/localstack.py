@@ -51,6 +51,26 @@ def _port_open(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+def free_port(span: int = 1) -> int:
+    """A loopback port p such that p .. p+span-1 are all free right now (services that take
+    several ports, on free ports in tests and benchmarks)."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port + span < 65535 and all(_is_free(port + offset) for offset in range(1, span)):
+            return port
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def _http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
@@ -102,6 +122,7 @@ class Service:
     settings: Settings
     port: int
     start_timeout: float = 120.0
+    port_setting: str = ""  # the ADP_* variable that moves the port, when not ADP_<NAME>_PORT
 
     @property
     def pid_file(self) -> Path:
@@ -135,9 +156,13 @@ class Service:
         try:
             pid = int(self.pid_file.read_text())
             os.kill(pid, 0)
-            return pid
         except (FileNotFoundError, ValueError, ProcessLookupError):
             return None
+        # A child of this process that exited is a zombie until reaped: it is not running.
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return None
+        return pid
 
     def start(self) -> str:
         return self.wait_until_healthy(self.launch())
@@ -150,7 +175,7 @@ class Service:
             if _port_open(self.port):
                 raise StackError(
                     f"{self.name}: port {self.port} is in use by another program; stop it or "
-                    f"set ADP_{self.name.upper()}_PORT to a free port"
+                    f"set {self.port_setting or f'ADP_{self.name.upper()}_PORT'} to a free port"
                 )
             self.prepare()
             self.log_file.parent.mkdir(parents=True, exist_ok=True)

@@ -116,6 +116,12 @@ class Settings(BaseSettings):
     ssh_user: str = "root"
     ssh_key_file: Path | None = None
     kubeconfig: Path | None = None
+    # Upper bound on every `helm --wait` and health gate, in seconds; 0: each component's own
+    # health timeout from the manifest. The simulated local cluster is ready in seconds.
+    helm_wait_cap_seconds: int = Field(0, ge=0)
+    # The local Kubernetes control plane (adplatform cluster up) serves its API on this loopback
+    # port and takes the next five for etcd, the controllers and kwok.
+    cluster_api_port: int = Field(6443, ge=1, le=65529)
 
     # Platform provisioning (infra/platform.yaml, dags/platform_*.py). Cloud credentials become the
     # hcloud_default / aws_default connections; in production they come from the secrets backend.

@@ -1,26 +1,40 @@
-"""Fixtures of the provisioning tests: a real sshd on loopback with generated keys, a real Helm
-chart repository on loopback, and the repository's manifest copied into a scratch tree that a
-test may break on purpose."""
+"""Fixtures of the provisioning tests: a real sshd on loopback with generated keys, the local
+Kubernetes cluster (real control plane, kwok nodes) started once per session, the chart mirror
+of the real upstream charts (plus a few versions built from them for the upgrade tests), the
+Airflow clients, and the repository's manifest copied into a scratch tree that a test may break
+on purpose."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from adplatform.airflow_client import AirflowClient
+from adplatform.localstack import LocalStack
+from adplatform.provisioning.cluster import CRASH_LOOP_LABEL, FAILING_POD_LABEL, LocalCluster
 from adplatform.provisioning.commands import Command
 from adplatform.provisioning.manifest import load_manifest
 from adplatform.provisioning.releases import helm_env
 from adplatform.provisioning.upgrade import parse_version, repository_name
 from adplatform.settings import REPO_ROOT, Settings
 from tests.conftest import free_port
+
+# The air-gapped copy of the real upstream charts (see its README), beside the repository.
+UPSTREAM_CHARTS = Path(
+    os.environ.get("ADPLATFORM_TEST_CHARTS", REPO_ROOT.parent / "shared" / "charts")
+)
+PROVISION, UPGRADE, DRIFT = "platform_provision", "platform_upgrade", "platform_drift_check"
 
 
 @dataclass(frozen=True)
@@ -83,6 +97,33 @@ def scratch_repo(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@contextmanager
+def served(directory: Path) -> Iterator[str]:
+    """A directory served over HTTP on loopback (a chart repository once it has index.yaml)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=directory,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the HTTP server did not start on {url}") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
 @dataclass(frozen=True)
 class ChartRepository:
     component: str
@@ -98,8 +139,9 @@ def chart_repository(
     """A Helm chart repository on loopback (helm package + helm repo index, served over HTTP)
     with the ClickHouse chart at its pinned version and the next patch, registered under the name
     the upgrade pre-flight looks helm.altinity.com up by, in the Helm configuration of the
-    session's stack. helm.altinity.com itself is not reachable from CI; everything the pre-flight
-    does against this one (helm repo update, helm search) is real."""
+    session's stack: what the pre-flight uses when no chart mirror is set. helm.altinity.com
+    itself is not reachable from CI; everything the pre-flight does against this one (helm repo
+    update, helm search) is real."""
     component = load_manifest(with_values=False).component("clickhouse")
     major, minor, patch = parse_version(component.version, "clickhouse")
     newer = f"{major}.{minor}.{patch + 1}"
@@ -107,38 +149,149 @@ def chart_repository(
     Command(("helm", "create", str(home / component.chart))).run()
     for version in (component.version, newer):
         Command(
-            (
-                "helm",
-                "package",
-                str(home / component.chart),
-                "--version",
-                version,
-                "-d",
-                str(home / "repo"),
-            )
-        ).run()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    Command(("helm", "repo", "index", str(home / "repo"), "--url", url)).run()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
-        cwd=home / "repo",
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/index.yaml", timeout=2).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the chart repository did not start on {url}") from None
-                time.sleep(0.2)
+            ("helm", "package", str(home / component.chart), "--version", version, "-d",
+             str(home / "repo"))
+        ).run()  # fmt: skip
+    Command(("helm", "repo", "index", str(home / "repo"))).run()
+    with served(home / "repo") as url:
         env = helm_env(stack_settings, "local")  # the repository configuration is shared
         Command(("helm", "repo", "add", repository_name(component), url), env=env).run()
         yield ChartRepository("clickhouse", component.version, newer, url)
+
+
+@pytest.fixture(scope="session")
+def upstream_chart_repository() -> Iterator[str]:
+    """The upstream chart mirror served as a chart repository (its index.yaml has relative
+    URLs), for a mirror given by URL."""
+    with served(UPSTREAM_CHARTS) as url:
+        yield url
+
+
+@dataclass(frozen=True)
+class ChartMirror:
+    path: Path
+    # Versions built from the real charts for the upgrade tests, each a patch above the pin.
+    clickhouse_next: str  # clickhouse, unchanged but for its version
+    cert_manager_crash_loop: str  # the controller's pods never become ready
+    cert_manager_failing_job: str  # installs fine, then a Job of the release fails
+    # The pinned cilium archive rebuilt with its operator's pods never ready: a test puts it in
+    # the mirror in place of the real one (a bad build served under the pinned version).
+    broken_cilium: Path
+
+
+def repackage(
+    archive: Path, version: str, into: Path, change: Callable[[Path], None] = lambda _: None
+) -> None:
+    """A new version of a real chart: unpacked, changed, and packaged again as helm does."""
+    into.mkdir(parents=True, exist_ok=True)
+    work = into.parent / f".work-{archive.stem}-{version}"
+    with tarfile.open(archive) as tar:
+        tar.extractall(work, filter="data")
+    [chart] = [p for p in work.iterdir() if p.is_dir()]
+    change(chart)
+    Command(("helm", "package", str(chart), "--version", version, "-d", str(into))).run()
+    shutil.rmtree(work)
+
+
+def crash_loop(template: str, anchor: str) -> Callable[[Path], None]:
+    """A chart change: the pods of one template carry the label kwok keeps in CrashLoopBackOff,
+    inserted before ``anchor`` (a line of the pod template's labels, indentation included)."""
+
+    def change(chart: Path) -> None:
+        path = chart / "templates" / template
+        key, value = CRASH_LOOP_LABEL
+        text = path.read_text()
+        assert anchor in text, f"{path} changed upstream: update the test's anchor"
+        indent = anchor[: len(anchor) - len(anchor.lstrip())]
+        path.write_text(text.replace(anchor, f"{indent}{key}: {value}\n{anchor}", 1))
+
+    return change
+
+
+def _failing_job(chart: Path) -> None:
+    (chart / "templates" / "adplatform-failing-check.yaml").write_text(
+        f"""apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {{{{ .Release.Name }}}}-failing-check
+  namespace: {{{{ .Release.Namespace }}}}
+spec:
+  backoffLimit: 0
+  template:
+    metadata:
+      labels:
+        {FAILING_POD_LABEL}: "true"
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: check
+          image: busybox:1.37
+          command: ["false"]
+"""
+    )
+
+
+@pytest.fixture(scope="session")
+def chart_mirror(stack_settings: Settings) -> ChartMirror:
+    """The session's chart mirror (ADP_HELM_CHART_MIRROR of the stack): every real upstream
+    archive, linked, and the few versions the upgrade tests need, built from them."""
+    if not UPSTREAM_CHARTS.is_dir():
+        raise RuntimeError(
+            f"the upstream chart mirror {UPSTREAM_CHARTS} is missing: put it there, or set "
+            "ADPLATFORM_TEST_CHARTS to its directory"
+        )
+    mirror = Path(stack_settings.helm_chart_mirror)
+    for archive in UPSTREAM_CHARTS.glob("*.tgz"):
+        link = mirror / archive.name
+        if not link.exists():
+            link.symlink_to(archive)
+    broken = mirror.parent / f"{mirror.name}-broken"
+    versions = ChartMirror(mirror, "0.3.7", "v1.19.2", "v1.19.3", broken / "cilium-1.18.4.tgz")
+    controller = crash_loop("deployment.yaml", "        {{- with .Values.podLabels }}")
+    operator = crash_loop(
+        "cilium-operator/deployment.yaml", "        app.kubernetes.io/name: cilium-operator\n"
+    )
+    builds = [
+        ("clickhouse-0.3.6.tgz", versions.clickhouse_next, mirror, lambda _: None),
+        ("cert-manager-v1.19.1.tgz", versions.cert_manager_crash_loop, mirror, controller),
+        ("cert-manager-v1.19.1.tgz", versions.cert_manager_failing_job, mirror, _failing_job),
+        ("cilium-1.18.4.tgz", "1.18.4", broken, operator),
+    ]
+    for source, version, into, change in builds:
+        if not (into / f"{source.rsplit('-', 1)[0]}-{version}.tgz").exists():
+            repackage(UPSTREAM_CHARTS / source, version, into, change)
+    return versions
+
+
+@pytest.fixture(scope="session")
+def local_cluster(stack_settings: Settings) -> Iterator[LocalCluster]:
+    """The local Kubernetes cluster under the session's data root, where the stack's Airflow
+    reads the `local` environment's kubeconfig; stopped at the end, leaving no process."""
+    cluster = LocalCluster(stack_settings)
+    try:
+        cluster.up()
+        yield cluster
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        cluster.down()
+    left = [part.name for part in cluster.parts if part.pid() is not None]
+    assert not left, f"still running after down: {left}"
+
+
+@pytest.fixture(scope="module")
+def admin(airflow_server: Settings, local_stack: LocalStack) -> Iterator[AirflowClient]:
+    client = local_stack.services["airflow"].client()
+    client.wait_for_dags([PROVISION, UPGRADE, DRIFT])
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def platform_admin(admin: AirflowClient, local_stack: LocalStack) -> Iterator[AirflowClient]:
+    """The platform-admin user, with the provisioning DAGs unpaused and a placeholder Hetzner
+    token (a plan that only creates servers never sends it)."""
+    admin.set_connection("hcloud_default", "generic", password="0" * 64)
+    client = local_stack.services["airflow"].client("platform-admin")
+    for dag_id in (PROVISION, UPGRADE):
+        client.set_paused(dag_id, False)
+    yield client
+    client.close()

@@ -2,8 +2,9 @@
 dag-processor and triggerer, FAB auth manager), driven only through the REST API, as the
 platform-admin user: trigger with params, answer the approval, read task states and XComs.
 
-Every run is a dry run (nothing can be provisioned from CI). The failing health gate is real: the
-staging kubeconfig names a Kubernetes API on a loopback port where nothing listens.
+Every run here is a dry run (test_local_cluster_e2e.py provisions the local cluster for real). The
+failing health gate is real: the staging kubeconfig names a Kubernetes API on a loopback port where
+nothing listens.
 """
 
 from __future__ import annotations
@@ -20,31 +21,9 @@ from adplatform.localstack import LocalStack
 from adplatform.provisioning.manifest import load_manifest
 from adplatform.settings import Settings
 from tests.conftest import free_port
-from tests.provisioning.conftest import ChartRepository
+from tests.provisioning.conftest import PROVISION, UPGRADE, ChartMirror
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-PROVISION, UPGRADE = "platform_provision", "platform_upgrade"
-
-
-@pytest.fixture(scope="module")
-def admin(airflow_server: Settings, local_stack: LocalStack) -> Iterator[AirflowClient]:
-    client = local_stack.services["airflow"].client()
-    client.wait_for_dags([PROVISION, UPGRADE])
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def platform_admin(admin: AirflowClient, local_stack: LocalStack) -> Iterator[AirflowClient]:
-    """The platform-admin user, with the provisioning DAGs unpaused and a placeholder Hetzner
-    token (a plan that only creates servers never sends it)."""
-    admin.set_connection("hcloud_default", "generic", password="0" * 64)
-    client = local_stack.services["airflow"].client("platform-admin")
-    for dag_id in (PROVISION, UPGRADE):
-        client.set_paused(dag_id, False)
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")
@@ -164,10 +143,11 @@ def test_params_outside_the_schema_are_refused_before_a_run_exists(platform_admi
 
 
 def test_a_dry_run_upgrade_checks_the_version_and_passes_its_gate(
-    platform_admin, chart_repository: ChartRepository, stack_settings
+    platform_admin, chart_mirror: ChartMirror, stack_settings
 ):
-    """local has no cluster yet (no kubeconfig): the gate says it checked nothing, and passes."""
-    run_id, state = dry_run_upgrade(platform_admin, "local", chart_repository.newer)
+    """staging has no cluster yet (no kubeconfig): the gate says it checked nothing, and
+    passes."""
+    run_id, state = dry_run_upgrade(platform_admin, "staging", chart_mirror.clickhouse_next)
     assert state == "success"
 
     states = platform_admin.task_states(UPGRADE, run_id)
@@ -175,22 +155,19 @@ def test_a_dry_run_upgrade_checks_the_version_and_passes_its_gate(
     assert set(states.values()) == {"success"}, states
     checks = platform_admin.xcom(UPGRADE, run_id, "preflight")
     assert checks["version"] == (
-        f"{chart_repository.url} serves clickhouse {chart_repository.newer} (index refreshed)"
+        f"{chart_mirror.path} has clickhouse-{chart_mirror.clickhouse_next}.tgz"
     )
     assert platform_admin.xcom(UPGRADE, run_id, "backup")["job"]["kind"] == "Job"
-    entry = recorded(stack_settings, "local", run_id)
+    entry = recorded(stack_settings, "staging", run_id)
     assert entry["outcome"] == "dry run: gate passed"
     assert entry["health"]["checked"] is False
-    assert (entry["from_version"], entry["to_version"]) == (
-        chart_repository.pinned,
-        chart_repository.newer,
-    )
+    assert (entry["from_version"], entry["to_version"]) == ("0.3.6", chart_mirror.clickhouse_next)
 
 
 def test_a_failing_health_gate_rolls_back_and_fails_the_run(
-    platform_admin, chart_repository: ChartRepository, unreachable_staging_cluster, stack_settings
+    platform_admin, chart_mirror: ChartMirror, unreachable_staging_cluster, stack_settings
 ):
-    run_id, state = dry_run_upgrade(platform_admin, "staging", chart_repository.newer)
+    run_id, state = dry_run_upgrade(platform_admin, "staging", chart_mirror.clickhouse_next)
     assert state == "failed"
 
     states = platform_admin.task_states(UPGRADE, run_id)
@@ -208,10 +185,12 @@ def test_a_failing_health_gate_rolls_back_and_fails_the_run(
     assert gate["healthy"] is False and gate["checked"] is True
     assert "Connection refused" in " ".join(gate["details"])
     rollback = platform_admin.xcom(UPGRADE, run_id, "rollback")
-    assert rollback.startswith("helm rollback clickhouse '<revision before the upgrade>' ")
+    assert rollback["command"].startswith(
+        "helm rollback clickhouse '<revision before the upgrade>' "
+    )
     entry = recorded(stack_settings, "staging", run_id)
     assert entry["outcome"] == "dry run: would roll back"
-    assert entry["rollback"] == rollback
+    assert entry["rollback"] == rollback["command"]
 
 
 # --- access -------------------------------------------------------------------------------------

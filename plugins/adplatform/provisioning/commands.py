@@ -67,6 +67,10 @@ class Command:
 # --- Helm -------------------------------------------------------------------------------------
 
 
+# The description every revision Airflow makes carries: drift checks flag the others.
+RELEASE_DESCRIPTION = "applied by adplatform"
+
+
 def chart_reference(component: Component, version: str) -> tuple[str, ...]:
     """The chart argument(s) of a Helm command: the component's repository, or the chart mirror
     (ADP_HELM_CHART_MIRROR) when one is set."""
@@ -83,7 +87,12 @@ def chart_reference(component: Component, version: str) -> tuple[str, ...]:
 
 
 def helm_upgrade(
-    component: Component, environment: str, *, version: str | None = None, dry_run: bool = False
+    component: Component,
+    environment: str,
+    *,
+    version: str | None = None,
+    wait_seconds: int | None = None,
+    dry_run: bool = False,
 ) -> Command:
     """Install or upgrade a release: idempotent, waits for readiness, keeps 10 revisions."""
     values = [v.format(environment=environment) for v in component.values]
@@ -103,15 +112,19 @@ def helm_upgrade(
             *(arg for path in values for arg in ("--values", path)),
             "--wait",
             "--timeout",
-            f"{component.health.timeout_seconds}s",
+            f"{wait_seconds or component.health.timeout_seconds}s",
             "--history-max",
             "10",
+            "--description",
+            RELEASE_DESCRIPTION,
             *(("--dry-run=server",) if dry_run else ()),
         )
     )
 
 
-def helm_rollback(component: Component, revision: int | str) -> Command:
+def helm_rollback(
+    component: Component, revision: int | str, *, wait_seconds: int | None = None
+) -> Command:
     return Command(
         (
             "helm",
@@ -122,7 +135,7 @@ def helm_rollback(component: Component, revision: int | str) -> Command:
             component.namespace,
             "--wait",
             "--timeout",
-            f"{component.health.timeout_seconds}s",
+            f"{wait_seconds or component.health.timeout_seconds}s",
         )
     )
 
@@ -145,6 +158,12 @@ def helm_get_values(component: Component) -> Command:
             "-o",
             "json",
         )
+    )
+
+
+def helm_get_manifest(component: Component) -> Command:
+    return Command(
+        ("helm", "get", "manifest", component.release, "--namespace", component.namespace)
     )
 
 

@@ -10,26 +10,70 @@ from typing import Any
 from adplatform.provisioning.manifest import ManifestError, load_manifest
 from adplatform.settings import get_settings
 
+# What the node steps say for an environment on the local cluster: kwok's nodes need no SSH,
+# node preparation or K3s.
+LOCAL_CLUSTER_NODES = "skipped: the local cluster's nodes are simulated (adplatform cluster up)"
+
 
 def validate_request(
     environment: str, cloud: str, components: list[str], dry_run: bool
 ) -> dict[str, Any]:
-    """Check the request against the manifest (and every values file against the policy)."""
-    manifest = load_manifest()
+    """Check the request against the manifest (and every values file against the policy), every
+    chart version against the chart mirror, and, for a real run into an existing cluster, that its
+    API answers: refused here, before anything changes."""
+    from adplatform.provisioning.releases import check_in_mirror
+
+    settings, manifest = get_settings(), load_manifest()
     env = manifest.environment(environment)
     if cloud not in env.clouds:
         raise ManifestError(
             [f"params.cloud_provider: {environment} runs on {', '.join(env.clouds)}, not {cloud}"]
         )
     waves = manifest.waves(components or None)
+    names = sorted(name for wave in waves for name in wave)
+    for name in names:
+        check_in_mirror(settings, manifest.component(name), manifest.component(name).version)
+    if env.cluster == "local" and not dry_run:
+        check_reachable(environment)
     return {
         "environment": environment,
         "cloud": cloud,
         "dry_run": dry_run,
-        "components": sorted(name for wave in waves for name in wave),
+        "local_cluster": env.cluster == "local",
+        "components": names,
         "waves": waves,
         "k3s_version": env.k3s_version,
     }
+
+
+def check_reachable(environment: str) -> str:
+    """The environment's Kubernetes API answers (GET /version with its kubeconfig)."""
+    from adplatform.provisioning.commands import ToolError
+
+    settings = get_settings()
+    kubeconfig = settings.provisioning_dir / environment / "kubeconfig"
+    hint = (
+        "start it with `adplatform cluster up`"
+        if load_manifest(with_values=False).environment(environment).cluster == "local"
+        else "provision it first, or check the network to its API"
+    )
+    if not kubeconfig.exists():
+        raise ToolError(f"{environment}: no cluster ({kubeconfig} does not exist): {hint}")
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+    from kubernetes.client import VersionApi
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        client = KubernetesHook(conn_id=f"kubernetes_{environment}").api_client
+        client.configuration.retries = 0
+        version = VersionApi(client).get_code(_request_timeout=10).git_version
+    except (HTTPError, ApiException) as error:
+        cause = getattr(error, "reason", None) or error
+        raise ToolError(
+            f"{environment}: the Kubernetes API in {kubeconfig} does not answer ({cause}): {hint}"
+        ) from None
+    return f"{environment}: Kubernetes {version}"
 
 
 def plan(request: dict[str, Any]) -> dict[str, Any]:
@@ -37,7 +81,11 @@ def plan(request: dict[str, Any]) -> dict[str, Any]:
 
     manifest = load_manifest(with_values=False)
     summary = plan_infrastructure(get_settings(), request["environment"], request["cloud"])
-    text = PlanSummary(**summary).text()
+    text = (
+        f"{request['environment']}: the local cluster (adplatform cluster up), no servers to change."
+        if request["local_cluster"]
+        else PlanSummary(**summary).text()
+    )
     releases = [
         f"  wave {i}: " + ", ".join(f"{n} {manifest.component(n).version}" for n in wave)
         for i, wave in enumerate(request["waves"])
@@ -54,6 +102,8 @@ def apply(request: dict[str, Any], planned: dict[str, Any]) -> list[dict[str, An
     from adplatform.provisioning.infrastructure import Workspace, existing_nodes
 
     settings = get_settings()
+    if request["local_cluster"]:
+        return []  # the local cluster (adplatform cluster up) has no servers to manage
     if request["cloud"] == "existing":
         return [asdict(node) for node in existing_nodes(settings)]
     workspace = Workspace(settings, request["environment"], request["cloud"])
@@ -76,6 +126,8 @@ def _nodes(raw: list[dict[str, Any]]) -> list[Any]:
 def wait_for_ssh(request: dict[str, Any], nodes: list[dict[str, Any]]) -> dict[str, str]:
     from adplatform.provisioning import nodes as node_steps
 
+    if request["local_cluster"]:
+        return {"local": LOCAL_CLUSTER_NODES}
     if request["dry_run"]:
         return {
             node["name"]: f"dry run: would wait for ssh {node['host']}:{node['port']}"
@@ -94,6 +146,8 @@ def run_playbook(
 
     settings = get_settings()
     inventory = settings.provisioning_dir / request["environment"] / "inventory.yaml"
+    if request["local_cluster"]:
+        return {"playbook": playbook, "skipped": LOCAL_CLUSTER_NODES}
     if request["dry_run"]:
         return {
             "playbook": playbook,
@@ -118,6 +172,10 @@ def store_kubeconfig(request: dict[str, Any], nodes: list[dict[str, Any]]) -> st
 
     settings = get_settings()
     target = settings.provisioning_dir / request["environment"] / "kubeconfig"
+    if request["local_cluster"]:
+        if request["dry_run"]:
+            return f"dry run: would use {target}, written by `adplatform cluster up`"
+        return check_reachable(request["environment"])
     if request["dry_run"]:
         return f"dry run: would copy /etc/rancher/k3s/k3s.yaml from the first server to {target}"
     server = next(node for node in _nodes(nodes) if node.role == "server")
@@ -130,11 +188,14 @@ def _selected(request: dict[str, Any], wave: list[str]) -> list[str]:
     return [name for name in wave if name in request["components"]]
 
 
-def deploy_wave(request: dict[str, Any], wave: list[str]) -> list[dict[str, Any]]:
+def deploy_wave(request: dict[str, Any], wave: list[str], run_id: str) -> list[dict[str, Any]]:
+    """Install or upgrade the wave's releases. A release whose helm command failed is rolled back
+    to its previous revision (and recorded) and the task fails without a retry: later waves do
+    not start."""
     from adplatform.provisioning.releases import deploy
 
     manifest = load_manifest(with_values=False)
-    return [
+    steps = [
         asdict(
             deploy(
                 get_settings(), manifest, request["environment"], name, dry_run=request["dry_run"]
@@ -142,10 +203,22 @@ def deploy_wave(request: dict[str, Any], wave: list[str]) -> list[dict[str, Any]
         )
         for name in _selected(request, wave)
     ]
+    failed = [step for step in steps if step["action"] == "failed"]
+    if failed:
+        _roll_back_and_fail(
+            request,
+            run_id,
+            [(step, f"helm upgrade --install failed: {step['error']}") for step in failed],
+        )
+    return steps
 
 
-def gate_wave(request: dict[str, Any], wave: list[str]) -> list[dict[str, Any]]:
-    """A wave's health gate; a dry run lists what it would check (nothing was installed)."""
+def gate_wave(
+    request: dict[str, Any], wave: list[str], steps: list[dict[str, Any]], run_id: str
+) -> list[dict[str, Any]]:
+    """A wave's health gate; a dry run lists what it would check (nothing was installed). An
+    unhealthy release that this run changed is rolled back to its previous revision (and
+    recorded), and the task fails without a retry: later waves do not start."""
     from adplatform.provisioning.commands import ToolError
     from adplatform.provisioning.releases import health_gate
 
@@ -158,8 +231,60 @@ def gate_wave(request: dict[str, Any], wave: list[str]) -> list[dict[str, Any]]:
         ]
     reports = health_gate(get_settings(), manifest, request["environment"], names)
     if unhealthy := [r for r in reports if not r["healthy"]]:
+        by_name = {step["component"]: step for step in steps}
+        changed = [
+            (by_name[r["component"]], "health gate failed: " + "; ".join(r["details"]))
+            for r in unhealthy
+            if by_name[r["component"]]["action"] in ("install", "upgrade")
+        ]
+        if changed:
+            _roll_back_and_fail(request, run_id, changed)
         raise ToolError(f"wave {', '.join(names)} is not healthy: {unhealthy}")
     return reports
+
+
+def _roll_back_and_fail(
+    request: dict[str, Any], run_id: str, failures: list[tuple[dict[str, Any], str]]
+) -> None:
+    """Roll each failed release back to the revision it had before this run (a first install
+    has none: it stays for a fixed re-run), record what happened, and fail the task for good."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from adplatform.provisioning.releases import deployed, rollback
+    from adplatform.provisioning.upgrade import record
+
+    settings, manifest = get_settings(), load_manifest(with_values=False)
+    lines = []
+    for step, reason in failures:
+        component = manifest.component(step["component"])
+        previous = step["previous_revision"]
+        if previous is None:
+            current = deployed(settings, request["environment"], component)
+            rolled = {"command": None, "failed_revision": current.revision if current else None}
+            outcome = "install failed: nothing to roll back to"
+        else:
+            rolled = rollback(settings, request["environment"], component, previous, dry_run=False)
+            outcome = "rolled back"
+        entry = record(
+            settings,
+            request["environment"],
+            {
+                "run_id": run_id,
+                "dag": "platform_provision",
+                "component": component.name,
+                "to_version": component.version,
+                "outcome": outcome,
+                "previous_revision": previous,
+                "failed_revision": rolled["failed_revision"],
+                "reason": reason[-1500:],
+                "rollback": rolled["command"],
+            },
+        )
+        lines.append(
+            f"{component.name}: {outcome} (revision {entry['failed_revision']} -> "
+            f"{previous}): {reason[-500:]}"
+        )
+    raise AirflowFailException("release failed, later waves will not start:\n" + "\n".join(lines))
 
 
 def smoke(request: dict[str, Any]) -> list[dict[str, Any]]:
@@ -191,6 +316,8 @@ def upgrade_preflight(
     settings, manifest = get_settings(), load_manifest()
     manifest.environment(environment)
     checks = preflight(settings, manifest, environment, component, target)
+    if not dry_run:
+        check_reachable(environment)
     # A dry run looks at the cluster once, in the health gate; the revision stays unread.
     current = None if dry_run else deployed(settings, environment, manifest.component(component))
     return checks | {
@@ -212,28 +339,48 @@ def upgrade_backup(checks: dict[str, Any], backup_id: str) -> dict[str, Any]:
     return {"backup": run_backup(get_settings(), checks["environment"], job), "job": job}
 
 
-def upgrade_release(checks: dict[str, Any]) -> str:
-    from adplatform.provisioning.commands import Command, helm_upgrade
-    from adplatform.provisioning.releases import helm_env
+def upgrade_release(checks: dict[str, Any]) -> dict[str, Any]:
+    """`helm upgrade --wait` to the target version. A failure is returned, not raised, so the
+    health gate, rollback and record steps still run (the verdict fails the run)."""
+    from adplatform.provisioning.commands import Command, ToolError, helm_upgrade
+    from adplatform.provisioning.releases import helm_env, wait_seconds
 
+    settings = get_settings()
     component = load_manifest(with_values=False).component(checks["component"])
-    command = helm_upgrade(component, checks["environment"], version=checks["to_version"])
-    if not checks["dry_run"]:
-        Command(command.argv, env=helm_env(get_settings(), checks["environment"])).run(
-            timeout=component.health.timeout_seconds + 300
+    command = helm_upgrade(
+        component,
+        checks["environment"],
+        version=checks["to_version"],
+        wait_seconds=wait_seconds(settings, component),
+    )
+    if checks["dry_run"]:
+        return {"command": str(command), "error": ""}
+    try:
+        Command(command.argv, env=helm_env(settings, checks["environment"])).run(
+            timeout=wait_seconds(settings, component) + 300
         )
-    return str(command)
+    except ToolError as error:
+        return {"command": str(command), "error": str(error)[-2000:]}
+    return {"command": str(command), "error": ""}
 
 
-def upgrade_gate(checks: dict[str, Any]) -> dict[str, Any]:
+def upgrade_gate(checks: dict[str, Any], upgraded: dict[str, Any]) -> dict[str, Any]:
     """The health gate after the upgrade: wait (up to the component's timeout) for the release to
-    be healthy. A dry run upgraded nothing, so it takes one look at the release as it runs now: an
-    unhealthy release or a cluster that does not answer fails it, as it would fail a real upgrade.
-    An environment without a kubeconfig was never provisioned: there is no cluster to look at, and
-    the report says so (``checked: false``) instead of claiming health."""
+    be healthy; a failed `helm upgrade` fails it without looking. A dry run upgraded nothing, so
+    it takes one look at the release as it runs now: an unhealthy release or a cluster that does
+    not answer fails it, as it would fail a real upgrade. An environment without a kubeconfig was
+    never provisioned: there is no cluster to look at, and the report says so (``checked:
+    false``) instead of claiming health."""
     from adplatform.provisioning.releases import health_gate
 
     settings, environment = get_settings(), checks["environment"]
+    if upgraded["error"]:
+        return {
+            "component": checks["component"],
+            "healthy": False,
+            "checked": False,
+            "details": [f"helm upgrade failed: {upgraded['error']}"],
+        }
     kubeconfig = settings.provisioning_dir / environment / "kubeconfig"
     if checks["dry_run"] and not kubeconfig.exists():
         return {
@@ -252,7 +399,7 @@ def upgrade_gate(checks: dict[str, Any]) -> dict[str, Any]:
     return report | {"checked": True}
 
 
-def upgrade_rollback(checks: dict[str, Any]) -> str:
+def upgrade_rollback(checks: dict[str, Any]) -> dict[str, Any]:
     from adplatform.provisioning.releases import rollback
 
     component = load_manifest(with_values=False).component(checks["component"])
@@ -266,7 +413,10 @@ def upgrade_rollback(checks: dict[str, Any]) -> str:
 
 
 def upgrade_record(
-    checks: dict[str, Any], gate: dict[str, Any] | None, rolled_back: str | None, run_id: str
+    checks: dict[str, Any],
+    gate: dict[str, Any] | None,
+    rolled_back: dict[str, Any] | None,
+    run_id: str,
 ) -> dict[str, Any]:
     from adplatform.provisioning.upgrade import record
 
@@ -280,13 +430,17 @@ def upgrade_record(
         checks["environment"],
         {
             "run_id": run_id,
+            "dag": "platform_upgrade",
             "component": checks["component"],
             "from_version": checks["from_version"],
             "to_version": checks["to_version"],
             "dry_run": checks["dry_run"],
             "outcome": outcome,
             "health": gate,
-            "rollback": rolled_back,
+            "reason": "" if healthy else "; ".join((gate or {}).get("details", []))[-1500:],
+            "previous_revision": checks["previous_revision"],
+            "failed_revision": rolled_back["failed_revision"] if rolled_back else None,
+            "rollback": rolled_back["command"] if rolled_back else None,
         },
     )
 

@@ -40,6 +40,9 @@ class Environment(_Strict):
     clouds: tuple[Cloud, ...] = Field(min_length=1)
     domain: str
     k3s_version: str = Field(pattern=r"^v\d+\.\d+\.\d+\+k3s\d+$")
+    # k3s: servers prepared over SSH and K3s installed by the provision DAG; local: the local
+    # cluster that `adplatform cluster up` runs (real control plane, kwok nodes).
+    cluster: Literal["k3s", "local"] = "k3s"
 
 
 class HealthCheck(_Strict):

@@ -1,25 +1,36 @@
 """Helm releases: install or upgrade wave by wave (skipping a release already at the wanted chart
-version and values, so a re-run changes nothing), health gates through the Kubernetes API,
-rollback to a recorded revision, and drift between the manifest and what is deployed."""
+version and values, so a re-run changes nothing), health gates that read the release's own objects
+through the Kubernetes API, rollback to a recorded revision, and drift between the manifest, the
+releases and the live objects."""
 
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from adplatform.provisioning import commands
-from adplatform.provisioning.commands import Command, ToolError
-from adplatform.provisioning.manifest import Component, Manifest, merge_values
+from adplatform.provisioning.commands import RELEASE_DESCRIPTION, Command, ToolError
+from adplatform.provisioning.manifest import Component, Manifest, ManifestError, merge_values
 from adplatform.settings import Settings
 
-WORKLOAD_KINDS = ("deployments", "statefulsets", "daemonsets")
 # Pods in these states will not heal by waiting: the gate fails at once.
 _BROKEN = {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError"}
 # What a dry-run rollback shows when the revision before the upgrade was not read (dry runs do not
 # read the cluster before the health gate).
 UNKNOWN_REVISION = "<revision before the upgrade>"
+# The API path of each kind the health gate reads, by kind.
+_PATHS = {
+    "Deployment": "/apis/apps/v1/namespaces/{namespace}/deployments",
+    "StatefulSet": "/apis/apps/v1/namespaces/{namespace}/statefulsets",
+    "DaemonSet": "/apis/apps/v1/namespaces/{namespace}/daemonsets",
+    "Job": "/apis/batch/v1/namespaces/{namespace}/jobs",
+    "CustomResourceDefinition": "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+}
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 
 
 def helm_env(settings: Settings, environment: str) -> dict[str, str]:
@@ -34,6 +45,15 @@ def helm_env(settings: Settings, environment: str) -> dict[str, str]:
     }
 
 
+def wait_seconds(settings: Settings, component: Component) -> int:
+    """How long helm --wait and the health gate wait: the component's timeout, capped by
+    ADP_HELM_WAIT_CAP_SECONDS when set."""
+    timeout = component.health.timeout_seconds
+    return (
+        min(timeout, settings.helm_wait_cap_seconds) if settings.helm_wait_cap_seconds else timeout
+    )
+
+
 def desired_values(component: Component, environment: str) -> dict[str, Any]:
     import yaml
 
@@ -42,11 +62,44 @@ def desired_values(component: Component, environment: str) -> dict[str, Any]:
     )
 
 
+def check_in_mirror(settings: Settings, component: Component, version: str) -> str:
+    """Refuse a chart version the site's chart mirror does not serve (no mirror: nothing to
+    check here; the upgrade pre-flight asks the upstream repository)."""
+    mirror = settings.helm_chart_mirror
+    if not mirror:
+        return f"{component.repository} (no chart mirror set)"
+    if mirror.startswith(("http://", "https://")):
+        show = ("helm", "show", "chart", component.chart, "--repo", mirror, "--version", version)
+        try:
+            Command(show).run(timeout=120)
+        except ToolError:
+            raise ManifestError(
+                [
+                    f"{component.name}: chart {component.chart} {version} is not in the chart "
+                    f"mirror {mirror} (ADP_HELM_CHART_MIRROR): add it there, or pick a version "
+                    "it serves"
+                ]
+            ) from None
+        return f"{mirror} serves {component.chart} {version}"
+    archive = Path(mirror) / f"{component.chart}-{version}.tgz"
+    if not archive.is_file():
+        have = sorted(p.name for p in Path(mirror).glob(f"{component.chart}-*.tgz"))
+        raise ManifestError(
+            [
+                f"{component.name}: chart {component.chart} {version} is not in the chart mirror "
+                f"{mirror} (ADP_HELM_CHART_MIRROR; it has {', '.join(have) or 'no version'}): "
+                f"add {archive.name} there, or pick a version it has"
+            ]
+        )
+    return f"{mirror} has {archive.name}"
+
+
 @dataclass
 class Deployed:
     revision: int
     chart_version: str
     status: str
+    description: str
 
 
 def deployed(settings: Settings, environment: str, component: Component) -> Deployed | None:
@@ -59,33 +112,62 @@ def deployed(settings: Settings, environment: str, component: Component) -> Depl
             return None
         raise
     latest = json.loads(result.stdout)[-1]
-    return Deployed(int(latest["revision"]), latest["chart"].rsplit("-", 1)[-1], latest["status"])
+    return Deployed(
+        int(latest["revision"]),
+        latest["chart"].rsplit("-", 1)[-1],
+        latest["status"],
+        latest.get("description", ""),
+    )
+
+
+def made_by_airflow(current: Deployed) -> bool:
+    """The revision carries the description every Airflow upgrade sets, or is a rollback (the
+    DAGs' own, or one done by hand as the runbook says). Any other was made outside Airflow:
+    drift, which the next provision run applies over."""
+    return current.description == RELEASE_DESCRIPTION or current.description.startswith(
+        "Rollback to "
+    )
 
 
 @dataclass
 class ReleaseStep:
     component: str
     command: str
-    action: str  # install, upgrade, unchanged, rendered
+    action: str  # install, upgrade, unchanged, rendered, failed
     dry_run: bool
+    previous_revision: int | None = None  # the revision before this step (None: not installed)
+    error: str = ""
 
 
 def deploy(
     settings: Settings, manifest: Manifest, environment: str, name: str, *, dry_run: bool
 ) -> ReleaseStep:
-    """Install or upgrade one release; nothing happens when chart and values already match."""
+    """Install or upgrade one release; nothing happens when chart and values already match and
+    the revision was Airflow's. A failed helm command is reported in the step (action "failed"),
+    for the caller to roll back."""
     component = manifest.component(name)
-    command = commands.helm_upgrade(component, environment)
+    command = commands.helm_upgrade(
+        component, environment, wait_seconds=wait_seconds(settings, component)
+    )
     if dry_run:
         return ReleaseStep(name, str(command), "rendered", True)
     env = helm_env(settings, environment)
     current = deployed(settings, environment, component)
-    if current and current.status == "deployed" and current.chart_version == component.version:
+    previous = current.revision if current else None
+    if (
+        current
+        and current.status == "deployed"
+        and current.chart_version == component.version
+        and made_by_airflow(current)
+    ):
         live = json.loads(Command(commands.helm_get_values(component).argv, env=env).run().stdout)
         if live == desired_values(component, environment):
-            return ReleaseStep(name, str(command), "unchanged", False)
-    Command(command.argv, env=env).run(timeout=component.health.timeout_seconds + 300)
-    return ReleaseStep(name, str(command), "upgrade" if current else "install", False)
+            return ReleaseStep(name, str(command), "unchanged", False, previous)
+    try:
+        Command(command.argv, env=env).run(timeout=wait_seconds(settings, component) + 300)
+    except ToolError as error:
+        return ReleaseStep(name, str(command), "failed", False, previous, str(error)[-2000:])
+    return ReleaseStep(name, str(command), "upgrade" if current else "install", False, previous)
 
 
 @dataclass
@@ -96,9 +178,25 @@ class Health:
     broken: bool = False  # a state that waiting will not heal: the gate fails at once
 
 
+def release_objects(
+    settings: Settings, environment: str, component: Component
+) -> list[dict[str, Any]]:
+    """The objects Helm applied for the release (its stored manifest; hooks excluded)."""
+    import yaml
+
+    result = Command(
+        commands.helm_get_manifest(component).argv, env=helm_env(settings, environment)
+    ).run(ok_codes=(0, 1))
+    if result.returncode:
+        return []  # not installed
+    return [doc for doc in yaml.safe_load_all(result.stdout) if isinstance(doc, dict)]
+
+
 def check_health(settings: Settings, environment: str, component: Component) -> Health:
-    """One look: every workload matching the selector fully ready, and no pod broken. A
-    Kubernetes API that does not answer is unhealthy (worth another look while the gate waits)."""
+    """One look at the release's own objects (from its Helm manifest) and at the workloads the
+    manifest's selector names: Deployments, StatefulSets and DaemonSets rolled out (the current
+    generation observed, every replica updated and ready), Jobs complete, CRDs Established, no pod
+    broken. A Kubernetes API that does not answer is unhealthy (worth another look)."""
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
@@ -106,48 +204,105 @@ def check_health(settings: Settings, environment: str, component: Component) -> 
     selector, namespace = component.health.selector, component.namespace
     try:
         client = KubernetesHook(conn_id=f"kubernetes_{environment}").api_client
-        workloads = {
-            kind: _list(client, f"/apis/apps/v1/namespaces/{namespace}/{kind}", selector)
-            for kind in WORKLOAD_KINDS
-        }
-        pods = _list(client, f"/api/v1/namespaces/{namespace}/pods", selector)
+        objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for kind in WORKLOAD_KINDS:
+            path = _PATHS[kind].format(namespace=namespace)
+            for item in _get(client, path, selector)["items"]:
+                objects[(kind, namespace, item["metadata"]["name"])] = item
+        selected = len(objects)
+        for obj in release_objects(settings, environment, component):
+            kind, meta = str(obj.get("kind")), obj.get("metadata") or {}
+            if kind not in _PATHS:
+                continue
+            where = "" if kind == "CustomResourceDefinition" else meta.get("namespace", namespace)
+            key = (kind, where, meta["name"])
+            if key not in objects:
+                path = _PATHS[kind].format(namespace=where) + f"/{meta['name']}"
+                objects[key] = _get(client, path)
+        pods = _get(client, f"/api/v1/namespaces/{namespace}/pods", selector)["items"]
     except (HTTPError, ApiException) as error:
         cause = getattr(error, "reason", None) or error
         return Health(
             component.name, False, [f"the Kubernetes API of {environment} did not answer: {cause}"]
         )
     details, broken = [], False
-    for kind, items in workloads.items():
-        for item in items:
-            name, status = item["metadata"]["name"], item.get("status") or {}
-            if kind == "daemonsets":
-                want, ready = status.get("desiredNumberScheduled", 0), status.get("numberReady", 0)
-            else:
-                want = (item.get("spec") or {}).get("replicas", 1)
-                ready = status.get("readyReplicas", 0)
-            if ready < want:
-                details.append(f"{kind[:-1]} {namespace}/{name}: {ready}/{want} ready")
-    for pod in pods:
-        for container in (pod.get("status") or {}).get("containerStatuses") or []:
-            reason = ((container.get("state") or {}).get("waiting") or {}).get("reason")
-            if reason in _BROKEN:
-                details.append(f"pod {namespace}/{pod['metadata']['name']}: {reason}")
-                broken = True
-    if sum(map(len, workloads.values())) < component.health.min_workloads:
+    for (kind, where, name), item in sorted(objects.items()):
+        problem, fatal = _object_problem(kind, item)
+        if problem:
+            details.append(f"{kind} {where + '/' if where else ''}{name}: {problem}")
+            broken = broken or fatal
+    # A broken pod says waiting is futile, but only while something is not ready: a stray failed
+    # pod beside a fully rolled-out workload (an old eviction) is no reason to fail.
+    for pod in pods if details else []:
+        problem = _pod_problem(pod)
+        if problem:
+            details.append(f"pod {namespace}/{pod['metadata']['name']}: {problem}")
+            broken = True
+    if selected + sum(k in WORKLOAD_KINDS for k, _, _ in objects) < component.health.min_workloads:
         details.append(f"no workload matches {selector} in namespace {namespace}")
     return Health(component.name, not details, details, broken)
 
 
-def _list(client: Any, path: str, selector: str) -> list[dict[str, Any]]:
+def _object_problem(kind: str, item: dict[str, Any]) -> tuple[str, bool]:
+    """What keeps one object from being healthy ("" when it is), and whether waiting is futile."""
+    spec, status = item.get("spec") or {}, item.get("status") or {}
+    conditions = {c["type"]: c for c in status.get("conditions") or []}
+    if kind == "CustomResourceDefinition":
+        established = conditions.get("Established", {}).get("status") == "True"
+        return ("" if established else "not Established", False)
+    if kind == "Job":
+        if conditions.get("Failed", {}).get("status") == "True":
+            return f"failed: {conditions['Failed'].get('reason', '')}", True
+        complete = conditions.get("Complete", {}).get("status") == "True"
+        return ("" if complete else "not complete", False)
+    generation = (item.get("metadata") or {}).get("generation", 0)
+    if status.get("observedGeneration", 0) < generation:
+        return "the current generation is not observed yet", False
+    if kind == "DaemonSet":
+        want = status.get("desiredNumberScheduled", 0)
+        updated, ready = status.get("updatedNumberScheduled", 0), status.get("numberReady", 0)
+    else:
+        want = spec.get("replicas", 1)
+        updated, ready = status.get("updatedReplicas", 0), status.get("readyReplicas", 0)
+    progressing = conditions.get("Progressing", {})
+    if progressing.get("reason") == "ProgressDeadlineExceeded":
+        return f"rollout stuck: {progressing.get('message', '')}", True
+    if updated < want or ready < want:
+        return f"{ready}/{want} ready, {updated}/{want} updated", False
+    return "", False
+
+
+def _pod_problem(pod: dict[str, Any]) -> str:
+    """A pod of a long-running workload that failed, or a container that cannot start."""
+    status = pod.get("status") or {}
+    owners = {o.get("kind") for o in (pod.get("metadata") or {}).get("ownerReferences") or []}
+    if status.get("phase") == "Failed" and "Job" not in owners:
+        return f"failed: {status.get('reason') or _terminated_reason(status) or 'exited'}"
+    for container in status.get("containerStatuses") or []:
+        reason = ((container.get("state") or {}).get("waiting") or {}).get("reason")
+        if reason in _BROKEN:
+            return str(reason)
+    return ""
+
+
+def _terminated_reason(status: dict[str, Any]) -> str:
+    for container in status.get("containerStatuses") or []:
+        terminated = (container.get("state") or {}).get("terminated")
+        if terminated:
+            return f"container {container['name']} {terminated.get('reason', 'terminated')}"
+    return ""
+
+
+def _get(client: Any, path: str, selector: str | None = None) -> dict[str, Any]:
     response = client.call_api(
         path,
         "GET",
-        query_params=[("labelSelector", selector)],
+        query_params=[("labelSelector", selector)] if selector else [],
         auth_settings=["BearerToken"],
         _preload_content=False,
         _return_http_data_only=True,
     )
-    return list(json.loads(response.data).get("items", []))
+    return dict(json.loads(response.data))
 
 
 def health_gate(
@@ -158,18 +313,18 @@ def health_gate(
     *,
     timeout: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Wait until every component is healthy; fail at once on a broken pod, or at the timeout
-    (the component's own unless given; 0 takes a single look)."""
+    """Wait until every component is healthy; fail at once on a broken object, or at the timeout
+    (the component's own, capped by the settings, unless given; 0 takes a single look)."""
     reports = []
     for name in names:
         component = manifest.component(name)
-        wait = component.health.timeout_seconds if timeout is None else timeout
+        wait = wait_seconds(settings, component) if timeout is None else timeout
         deadline = time.monotonic() + wait
         while True:
             health = check_health(settings, environment, component)
             if health.healthy or health.broken or time.monotonic() >= deadline:
                 break
-            time.sleep(5)
+            time.sleep(2)
         reports.append(asdict(health))
     return reports
 
@@ -181,19 +336,31 @@ def rollback(
     revision: int | None,
     *,
     dry_run: bool,
-) -> str:
-    command = commands.helm_rollback(component, UNKNOWN_REVISION if revision is None else revision)
-    if not dry_run:
-        if revision is None:
-            raise ToolError(f"{component.name}: no previous revision recorded; roll back by hand")
-        Command(command.argv, env=helm_env(settings, environment)).run(
-            timeout=component.health.timeout_seconds + 300
-        )
-    return str(command)
+) -> dict[str, Any]:
+    """Roll the release back to ``revision``; returns the command and the revision it left."""
+    command = commands.helm_rollback(
+        component,
+        UNKNOWN_REVISION if revision is None else revision,
+        wait_seconds=wait_seconds(settings, component),
+    )
+    if dry_run:
+        return {"command": str(command), "failed_revision": None, "restored_revision": revision}
+    if revision is None:
+        raise ToolError(f"{component.name}: no previous revision recorded; roll back by hand")
+    current = deployed(settings, environment, component)
+    Command(command.argv, env=helm_env(settings, environment)).run(
+        timeout=wait_seconds(settings, component) + 300
+    )
+    return {
+        "command": str(command),
+        "failed_revision": current.revision if current else None,
+        "restored_revision": revision,
+    }
 
 
 def release_drift(settings: Settings, manifest: Manifest, environment: str) -> list[dict[str, Any]]:
-    """What differs between the manifest and the releases deployed in the environment."""
+    """What differs between the manifest and the releases deployed in the environment: chart
+    version, values, revisions made outside Airflow, and objects changed out of band."""
     drift = []
     env = helm_env(settings, environment)
     for name, component in manifest.components.items():
@@ -209,13 +376,58 @@ def release_drift(settings: Settings, manifest: Manifest, environment: str) -> l
                     f"{component.version} in the manifest",
                 }
             )
+        if not made_by_airflow(current):
+            drift.append(
+                {
+                    "component": name,
+                    "drift": f"revision {current.revision} was made outside Airflow "
+                    f"(helm history says {current.description!r})",
+                }
+            )
         live = json.loads(Command(commands.helm_get_values(component).argv, env=env).run().stdout)
         changed = _diff_keys(desired_values(component, environment), live or {})
         if changed:
             drift.append(
                 {"component": name, "drift": f"values differ at {', '.join(changed[:10])}"}
             )
+        drift += [
+            {"component": name, "drift": f"{obj} changed out of band: {change}"}
+            for obj, change in object_drift(settings, environment, component)
+        ]
     return drift
+
+
+def object_drift(
+    settings: Settings, environment: str, component: Component
+) -> list[tuple[str, str]]:
+    """Live objects that differ from what the release applied: `kubectl diff --server-side` of
+    the release's manifest (the API server merges and defaults, so only real changes show).
+    Returns (object, changed lines) per object."""
+    import yaml
+
+    env = helm_env(settings, environment)
+    manifest = Command(commands.helm_get_manifest(component).argv, env=env).run().stdout
+    with tempfile.TemporaryDirectory() as tmp:
+        # Objects without a namespace are in the release's, as for helm: the context's default.
+        config = yaml.safe_load(Path(env["KUBECONFIG"]).read_text())
+        for context in config.get("contexts") or []:
+            context["context"]["namespace"] = component.namespace
+        kubeconfig, objects = Path(tmp) / "kubeconfig", Path(tmp) / "manifest.yaml"
+        kubeconfig.write_text(json.dumps(config))
+        objects.write_text(manifest)
+        diff = Command(
+            ("kubectl", "diff", "--server-side", "--force-conflicts", "-f", str(objects)),
+            env=env | {"KUBECONFIG": str(kubeconfig)},
+        ).run(ok_codes=(0, 1))
+    found: list[tuple[str, str]] = []
+    for line in diff.stdout.splitlines():
+        if line.startswith("diff "):
+            found.append((line.rsplit("/", 1)[-1], ""))
+        elif found and line[:1] in "+-" and not line.startswith(("+++", "---")):
+            obj, change = found[-1]
+            if "generation:" not in line and len(change) < 300:
+                found[-1] = (obj, f"{change}; {line.strip()}" if change else line.strip())
+    return found
 
 
 def _diff_keys(want: Any, have: Any, path: str = "") -> list[str]:

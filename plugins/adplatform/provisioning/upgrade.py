@@ -11,7 +11,7 @@ from typing import Any
 from adplatform.provisioning import commands
 from adplatform.provisioning.commands import Command, ToolError
 from adplatform.provisioning.manifest import Component, Manifest, ManifestError
-from adplatform.provisioning.releases import helm_env
+from adplatform.provisioning.releases import check_in_mirror, helm_env
 from adplatform.settings import Settings
 
 _SEMVER = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
@@ -53,6 +53,8 @@ def check_version_exists(
     """The chart repository serves the target version. It is the repository registered under
     the manifest URL's name in the Helm repository configuration (added from the manifest on first
     use); helm's index is refreshed when the repository answers, else the last refresh's is used."""
+    if settings.helm_chart_mirror:
+        return check_in_mirror(settings, component, target)
     env = helm_env(settings, environment)
     if component.repository.startswith("oci://"):
         Command(commands.helm_show_chart(component, target).argv, env=env).run(timeout=120)
@@ -157,26 +159,76 @@ def backup_job(component: Component, environment: str, backup_id: str) -> dict[s
     }
 
 
+BACKUP_CLAIM = "platform-backups"
+BACKUP_CLAIM_SIZE = "50Gi"
+
+
+def ensure_backup_volume(core: Any, namespace: str, timeout: float = 300) -> str:
+    """The claim the backup Jobs write to, created on first use (default StorageClass) and
+    waited for until Bound, so a Job never starts without its target volume."""
+    import time
+
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        core.create_namespaced_persistent_volume_claim(
+            namespace,
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {
+                    "name": BACKUP_CLAIM,
+                    "labels": {"app.kubernetes.io/managed-by": "adplatform"},
+                },
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": BACKUP_CLAIM_SIZE}},
+                },
+            },
+        )
+    except ApiException as error:
+        if error.status != 409:  # 409: it exists already
+            raise
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        claim = core.read_namespaced_persistent_volume_claim(BACKUP_CLAIM, namespace)
+        if claim.status.phase == "Bound":
+            return f"{namespace}/{BACKUP_CLAIM} bound to {claim.spec.volume_name}"
+        time.sleep(2)
+    raise ToolError(
+        f"backup volume {namespace}/{BACKUP_CLAIM} is not Bound after {timeout:.0f}s: check the "
+        "cluster's default StorageClass (kubectl get storageclass)"
+    )
+
+
 def run_backup(
     settings: Settings, environment: str, job: dict[str, Any], timeout: float = 3600
 ) -> str:
-    """Create the Job and wait for it to succeed; raise ToolError when it fails."""
+    """Create the Job (once: a re-run finds it) on its bound volume and wait for it to succeed;
+    raise ToolError when it fails."""
     import time
 
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
-    from kubernetes.client import BatchV1Api
+    from kubernetes.client import BatchV1Api, CoreV1Api
+    from kubernetes.client.exceptions import ApiException
 
-    batch = BatchV1Api(KubernetesHook(conn_id=f"kubernetes_{environment}").api_client)
+    client = KubernetesHook(conn_id=f"kubernetes_{environment}").api_client
+    batch, core = BatchV1Api(client), CoreV1Api(client)
     namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-    batch.create_namespaced_job(namespace, job)
+    volume = ensure_backup_volume(core, namespace)
+    try:
+        batch.create_namespaced_job(namespace, job)
+    except ApiException as error:
+        if error.status != 409:  # 409: a retried task finds the Job it created
+            raise
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = batch.read_namespaced_job_status(name, namespace).status
         if status.succeeded:
-            return f"backup job {namespace}/{name} succeeded"
+            return f"backup job {namespace}/{name} succeeded (volume {volume})"
         if status.failed:
             raise ToolError(f"backup job {namespace}/{name} failed: see its pod's log")
-        time.sleep(10)
+        time.sleep(2)
     raise ToolError(f"backup job {namespace}/{name} did not finish within {timeout:.0f}s")
 
 

@@ -1,0 +1,405 @@
+"""The local Kubernetes cluster: a real control plane on loopback, a simulated data plane.
+
+etcd, kube-apiserver, kube-controller-manager and kube-scheduler (built by `make tools` from the
+Go module proxy) run as processes under ``<data_root>/cluster``; kwok simulates the nodes and the
+pod lifecycle (pods are scheduled, become Running and Ready, Jobs complete, claims of the
+``kwok-volume`` class bind), so no container ever runs. Everything else is the real thing: API,
+admission, RBAC, controllers, scheduling, CRDs, Helm's three-way merge and hooks.
+
+The admin kubeconfig is written where the ``kubernetes_local`` connection reads it
+(``<data_root>/provisioning/local/kubeconfig``), so the provisioning DAGs' ``local`` environment
+targets this cluster. ``up`` is idempotent, ``down`` leaves no process behind; the state (etcd,
+certificates) stays under the data root, so the next ``up`` finds the same cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import ssl
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from adplatform.localstack import TOOLS_DIR, Service, StackError, _port_open
+from adplatform.provisioning.commands import tool
+from adplatform.settings import REPO_ROOT, Settings
+
+KWOK_STAGES = TOOLS_DIR / "kwok-stages"  # kwok's own, copied from its module by `make tools`
+LOCAL_STAGES = REPO_ROOT / "infra" / "local" / "kwok"  # the project's, for failure tests
+SERVICE_CIDR = "10.96.0.0/16"
+POD_CIDR = "10.244.0.0/16"
+# The simulated nodes, shaped like the servers and agents of a K3s environment.
+NODES = {
+    "local-server-1": {
+        "node-role.kubernetes.io/control-plane": "true",
+        "adplatform.io/pool": "server",
+    },
+    "local-agent-1": {"adplatform.io/pool": "agent"},
+    "local-agent-2": {"adplatform.io/pool": "agent"},
+}
+NODE_CAPACITY = {"cpu": "16", "memory": "64Gi", "pods": "110", "ephemeral-storage": "200Gi"}
+# Labels the failure tests set on a release's pods: kwok's chaos stage fails a Running pod that
+# carries the first ("true"), the project's stage keeps one with the second in CrashLoopBackOff.
+FAILING_POD_LABEL = "pod-container-running-failed.stage.kwok.x-k8s.io"
+CRASH_LOOP_LABEL = ("adplatform.io/simulate", "crash-loop")
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: Path
+
+    @property
+    def pki(self) -> Path:
+        return self.root / "pki"
+
+    @property
+    def etcd_data(self) -> Path:
+        return self.root / "etcd"
+
+    @property
+    def tokens(self) -> Path:
+        return self.pki / "tokens.csv"
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The controllers' kubeconfig (the admin's is written for the local environment)."""
+        return self.root / "admin.kubeconfig"
+
+    @property
+    def kwok_config(self) -> Path:
+        return self.root / "kwok.yaml"
+
+
+def _openssl(*args: str) -> None:
+    result = subprocess.run(["openssl", *args], capture_output=True, text=True, check=False)
+    if result.returncode:
+        raise StackError(f"openssl {args[0]} failed: {result.stderr.strip()}")
+
+
+def ensure_pki(paths: Paths) -> str:
+    """A CA, the API server's serving certificate signed by it, the service-account key pair and
+    an admin token in system:masters; generated once, kept across restarts. Returns the token."""
+    pki = paths.pki
+    pki.mkdir(parents=True, exist_ok=True)
+    pki.chmod(0o700)
+    if not (pki / "ca.crt").exists():
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+                 "-subj", "/CN=adplatform-local-ca", "-keyout", str(pki / "ca.key"),
+                 "-out", str(pki / "ca.crt.partial"))  # fmt: skip
+        (pki / "ca.crt.partial").rename(pki / "ca.crt")
+    if not (pki / "apiserver.crt").exists():
+        names = "DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,"
+        names += "DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.96.0.1"
+        (pki / "apiserver.ext").write_text(f"subjectAltName={names}\nextendedKeyUsage=serverAuth\n")
+        _openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=kube-apiserver",
+                 "-keyout", str(pki / "apiserver.key"), "-out", str(pki / "apiserver.csr"))  # fmt: skip
+        _openssl("x509", "-req", "-in", str(pki / "apiserver.csr"), "-CA", str(pki / "ca.crt"),
+                 "-CAkey", str(pki / "ca.key"), "-CAcreateserial", "-days", "3650",
+                 "-extfile", str(pki / "apiserver.ext"), "-out", str(pki / "apiserver.crt.partial"))  # fmt: skip
+        (pki / "apiserver.crt.partial").rename(pki / "apiserver.crt")
+    if not (pki / "sa.pub").exists():
+        _openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                 "-out", str(pki / "sa.key"))  # fmt: skip
+        _openssl("pkey", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub"))
+    if not paths.tokens.exists():
+        token = secrets.token_urlsafe(32)
+        partial = paths.tokens.with_suffix(".partial")
+        partial.write_text(f'{token},admin,admin,"system:masters"\n')
+        partial.chmod(0o600)
+        partial.rename(paths.tokens)
+    return paths.tokens.read_text().split(",", 1)[0]
+
+
+def kubeconfig(server: str, ca_file: Path, token: str) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "local",
+                    "cluster": {"server": server, "certificate-authority": str(ca_file)},
+                }
+            ],
+            "users": [{"name": "admin", "user": {"token": token}}],
+            "contexts": [{"name": "local", "context": {"cluster": "local", "user": "admin"}}],
+            "current-context": "local",
+        },
+        indent=2,
+    )
+
+
+class _Part(Service):
+    """One process of the control plane: alive with its port listening counts as healthy; the
+    cluster as a whole is judged by the API server's /readyz and the nodes' Ready condition."""
+
+    def __init__(self, name: str, settings: Settings, port: int, paths: Paths) -> None:
+        super().__init__(name, settings, port, start_timeout=180.0)
+        self.paths = paths
+        self.port_setting = "ADP_CLUSTER_API_PORT"
+
+    @property
+    def log_file(self) -> Path:
+        return self.settings.logs_dir / f"cluster-{self.name}.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.settings.data_root / "run" / f"cluster-{self.name}.pid"
+
+    @property
+    def url(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def healthy(self) -> bool:
+        return self.pid() is not None and _port_open(self.port)
+
+
+class Etcd(_Part):
+    def command(self) -> list[str]:
+        return [
+            tool("etcd"),
+            f"--data-dir={self.paths.etcd_data}",
+            f"--listen-client-url=http://127.0.0.1:{self.port}",
+            f"--listen-peer-url=http://127.0.0.1:{self.port + 1}",
+        ]
+
+
+class ApiServer(_Part):
+    def command(self) -> list[str]:
+        pki = self.paths.pki
+        return [
+            tool("kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{self.settings.cluster_api_port + 1}",
+            "--bind-address=127.0.0.1",
+            # Loopback only: nothing outside this machine may reach it, and no endpoint of the
+            # `kubernetes` Service points at it (no pod runs to use one).
+            "--advertise-address=127.0.0.1",
+            "--endpoint-reconciler-type=none",
+            f"--secure-port={self.port}",
+            f"--cert-dir={pki}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--token-auth-file={self.paths.tokens}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--authorization-mode=RBAC",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--allow-privileged=true",
+            "--profiling=false",
+        ]
+
+    def healthy(self) -> bool:
+        return self.pid() is not None and self.ready()
+
+    def ready(self) -> bool:
+        context = ssl.create_default_context(cafile=str(self.paths.pki / "ca.crt"))
+        try:
+            with urllib.request.urlopen(
+                f"https://127.0.0.1:{self.port}/readyz", timeout=3, context=context
+            ) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+
+class ControllerManager(_Part):
+    def command(self) -> list[str]:
+        return [
+            tool("kube-controller-manager"),
+            f"--kubeconfig={self.paths.kubeconfig}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={self.port}",
+            f"--service-account-private-key-file={self.paths.pki / 'sa.key'}",
+            f"--root-ca-file={self.paths.pki / 'ca.crt'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--profiling=false",
+        ]
+
+
+class Scheduler(_Part):
+    def command(self) -> list[str]:
+        return [
+            tool("kube-scheduler"),
+            f"--kubeconfig={self.paths.kubeconfig}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={self.port}",
+            "--profiling=false",
+        ]
+
+
+class Kwok(_Part):
+    def prepare(self) -> None:
+        stages = sorted(KWOK_STAGES.glob("*.yaml")) + sorted(LOCAL_STAGES.glob("*.yaml"))
+        if not list(KWOK_STAGES.glob("*.yaml")):
+            raise StackError(f"no kwok stages in {KWOK_STAGES}: run `make tools` to build kwok")
+        self.paths.kwok_config.write_text(
+            "\n---\n".join(stage.read_text().strip() for stage in stages) + "\n"
+        )
+
+    def command(self) -> list[str]:
+        return [
+            tool("kwok"),
+            f"--kubeconfig={self.paths.kubeconfig}",
+            f"--config={self.paths.kwok_config}",
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            f"--cidr={POD_CIDR}",
+            f"--server-address=127.0.0.1:{self.port}",
+        ]
+
+
+class LocalCluster:
+    """The control plane's processes, started in dependency order and stopped in reverse."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.paths = Paths(settings.data_root / "cluster")
+        port = settings.cluster_api_port
+        self.parts: list[_Part] = [
+            Etcd("etcd", settings, port + 1, self.paths),
+            ApiServer("kube-apiserver", settings, port, self.paths),
+            ControllerManager("kube-controller-manager", settings, port + 3, self.paths),
+            Scheduler("kube-scheduler", settings, port + 4, self.paths),
+            Kwok("kwok", settings, port + 5, self.paths),
+        ]
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.settings.cluster_api_port}"
+
+    @property
+    def admin_kubeconfig(self) -> Path:
+        """Where the `kubernetes_local` connection and helm of the `local` environment read it."""
+        return self.settings.provisioning_dir / "local" / "kubeconfig"
+
+    def up(self, progress: Callable[[str], None] = lambda _: None) -> dict[str, str]:
+        for binary in [part.name for part in self.parts] + ["kubectl"]:
+            tool(binary)  # all built, or nothing starts
+        self.paths.root.mkdir(parents=True, exist_ok=True)
+        token = ensure_pki(self.paths)
+        config = kubeconfig(self.server, self.paths.pki / "ca.crt", token)
+        for path in (self.paths.kubeconfig, self.admin_kubeconfig):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(config)
+            path.chmod(0o600)
+        results = {}
+        for part in self.parts:
+            progress(f"starting {part.name}")
+            results[part.name] = part.start()
+        progress("registering the simulated nodes")
+        self._apply(self._objects())
+        progress("waiting for the nodes to be Ready")
+        self.wait_until_ready()
+        return results
+
+    def down(self) -> dict[str, str]:
+        return {part.name: part.stop() for part in reversed(self.parts)}
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [tool("kubectl"), f"--kubeconfig={self.paths.kubeconfig}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def _apply(self, objects: list[dict[str, object]]) -> None:
+        result = self.kubectl(
+            "apply",
+            "-f",
+            "-",
+            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}),
+        )
+        if result.returncode:
+            raise StackError(
+                f"kubectl apply of the cluster's objects failed: {result.stderr.strip()}"
+            )
+
+    def _objects(self) -> list[dict[str, object]]:
+        nodes: list[dict[str, object]] = [
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": name,
+                    "annotations": {
+                        "kwok.x-k8s.io/node": "fake",
+                        "node.alpha.kubernetes.io/ttl": "0",
+                    },
+                    "labels": {
+                        "kubernetes.io/hostname": name,
+                        "kubernetes.io/os": "linux",
+                        "kubernetes.io/arch": "amd64",
+                        "type": "kwok",
+                        **labels,
+                    },
+                },
+                "status": {"capacity": NODE_CAPACITY, "allocatable": NODE_CAPACITY},
+            }
+            for name, labels in NODES.items()
+        ]
+        # The default StorageClass: kwok binds its claims, so backup Jobs get a real volume object.
+        storage_class: dict[str, object] = {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {
+                "name": "kwok-volume",
+                "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+            },
+            "provisioner": "kwok.x-k8s.io/volume",
+            "volumeBindingMode": "Immediate",
+            "reclaimPolicy": "Delete",
+        }
+        return [*nodes, storage_class]
+
+    def nodes_ready(self) -> tuple[int, int]:
+        result = self.kubectl("get", "nodes", "-o", "json")
+        if result.returncode:
+            return 0, len(NODES)
+        items = json.loads(result.stdout)["items"]
+        ready = sum(
+            any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in (n.get("status") or {}).get("conditions") or []
+            )
+            for n in items
+        )
+        return ready, len(NODES)
+
+    def wait_until_ready(self, timeout: float = 180.0) -> None:
+        """The API ready, every node Ready and the default ServiceAccount made (the controllers
+        run): pods can then be created and scheduled."""
+        api = self.parts[1]
+        assert isinstance(api, ApiServer)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, total = self.nodes_ready()
+            if (
+                api.ready()
+                and ready == total
+                and not self.kubectl("get", "serviceaccount", "default").returncode
+            ):
+                return
+            time.sleep(1)
+        raise StackError(
+            f"the local cluster is not ready after {timeout:.0f}s ({self.nodes_ready()[0]}/"
+            f"{len(NODES)} nodes Ready); see the logs in {self.settings.logs_dir}/cluster-*.log"
+        )
+
+    def status(self) -> list[tuple[str, str, int | None, str, Path]]:
+        rows = []
+        for part in self.parts:
+            pid = part.pid()
+            state = "healthy" if part.healthy() else ("starting/unhealthy" if pid else "down")
+            rows.append((part.name, state, pid, part.url, part.log_file))
+        return rows

@@ -1,0 +1,139 @@
+"""The provisioning steps in-process against the session's local cluster: a backup Job on its
+bound volume, and the refusals that come before anything changes (unknown component, a chart
+version the mirror lacks, a cluster that does not answer, a port in use)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from adplatform.localstack import StackError
+from adplatform.provisioning import flow
+from adplatform.provisioning.cluster import LocalCluster
+from adplatform.provisioning.commands import ToolError
+from adplatform.provisioning.manifest import ManifestError, load_manifest
+from adplatform.provisioning.upgrade import BACKUP_CLAIM, backup_job, run_backup
+from adplatform.settings import Settings, get_settings, load_settings
+from tests.conftest import free_port
+from tests.provisioning.conftest import ChartMirror
+
+pytestmark = [pytest.mark.integration]
+
+
+@pytest.fixture
+def configured(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Settings (and Airflow connections) read from the environment afresh per test."""
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def use(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
+    for name, value in {**settings.environment(), **settings.airflow_connections()}.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+
+
+def test_a_backup_job_runs_on_the_cluster_and_writes_to_a_bound_volume(
+    local_cluster: LocalCluster, stack_settings, configured, monkeypatch
+):
+    use(monkeypatch, stack_settings)
+    component = load_manifest(with_values=False).component("postgresql")
+    assert component.backup is not None
+    # What the release and Vault provide before an upgrade: the namespace and the credentials.
+    local_cluster.kubectl("create", "namespace", component.namespace)
+    local_cluster.kubectl(
+        "-n", component.namespace, "create", "secret", "generic",
+        component.backup.credentials_secret, "--from-literal=PGPASSWORD=not-used",
+    )  # fmt: skip
+    job = backup_job(component, "local", "20261202t0500")
+
+    outcome = run_backup(stack_settings, "local", job, timeout=300)
+    assert outcome.startswith(f"backup job postgresql/{job['metadata']['name']} succeeded")
+    # A retried task finds the Job it created, and the volume it wrote to.
+    assert run_backup(stack_settings, "local", job, timeout=300) == outcome
+    claim = json.loads(
+        local_cluster.kubectl(
+            "-n", component.namespace, "get", "pvc", BACKUP_CLAIM, "-o", "json"
+        ).stdout
+    )
+    assert claim["status"]["phase"] == "Bound"
+    pod = json.loads(
+        local_cluster.kubectl(
+            "-n", component.namespace, "get", "pods", "-l", f"job-name={job['metadata']['name']}",
+            "-o", "json",
+        ).stdout
+    )["items"][0]  # fmt: skip
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["backups"]["persistentVolumeClaim"]["claimName"] == BACKUP_CLAIM
+    assert pod["status"]["phase"] == "Succeeded"
+
+
+def test_an_unknown_component_is_refused_naming_it(stack_settings, configured, monkeypatch):
+    use(monkeypatch, stack_settings)
+    with pytest.raises(ManifestError, match="unknown component 'oracle'; choose from"):
+        flow.validate_request("local", "existing", ["cert-manager", "oracle"], False)
+
+
+def test_a_chart_version_the_mirror_lacks_is_refused(
+    stack_settings, chart_mirror: ChartMirror, configured, monkeypatch, tmp_path
+):
+    only_old = tmp_path / "mirror"
+    only_old.mkdir()
+    (only_old / "cert-manager-v1.18.0.tgz").write_bytes(b"")
+    use(monkeypatch, stack_settings.model_copy(update={"helm_chart_mirror": str(only_old)}))
+    with pytest.raises(ManifestError) as refused:
+        flow.validate_request("local", "existing", ["cert-manager"], False)
+    message = str(refused.value)
+    assert message.startswith(
+        f"cert-manager: chart cert-manager v1.19.1 is not in the chart mirror {only_old}"
+    )
+    assert "it has cert-manager-v1.18.0.tgz" in message
+    assert "add cert-manager-v1.19.1.tgz there" in message
+    assert len(message.splitlines()) == 1  # the first missing chart, named with the fix
+
+
+def test_a_real_run_into_a_cluster_that_does_not_answer_is_refused(
+    stack_settings, chart_mirror: ChartMirror, configured, monkeypatch, tmp_path
+):
+    settings = load_settings(data_root=tmp_path / "data", helm_chart_mirror=str(chart_mirror.path))
+    kubeconfig = settings.provisioning_dir / "local" / "kubeconfig"
+    use(monkeypatch, settings)
+    with pytest.raises(ToolError, match=r"no cluster .* start it with `adplatform cluster up`"):
+        flow.validate_request("local", "existing", ["cert-manager"], False)
+
+    kubeconfig.parent.mkdir(parents=True)
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {"name": "c", "cluster": {"server": f"https://127.0.0.1:{free_port()}"}}
+                ],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    with pytest.raises(ToolError, match=r"does not answer .*start it with `adplatform cluster up`"):
+        flow.validate_request("local", "existing", ["cert-manager"], False)
+    # A dry run changes nothing, so it needs no cluster.
+    assert flow.validate_request("local", "existing", ["cert-manager"], True)["dry_run"]
+
+
+def test_cluster_up_refuses_a_port_in_use_naming_the_setting(tmp_path: Path):
+    port = free_port(span=6)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port + 1))  # etcd's port
+        taken.listen()
+        cluster = LocalCluster(load_settings(data_root=tmp_path / "data", cluster_api_port=port))
+        with pytest.raises(StackError, match=f"port {port + 1} is in use .*ADP_CLUSTER_API_PORT"):
+            cluster.up()
+    assert all(part.pid() is None for part in cluster.parts)
