@@ -22,6 +22,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from adplatform.events.schema import EventType
 from adplatform.lakehouse.io import atomic_write_bytes
 from adplatform.lakehouse.partitions import (
     HOUR,
@@ -33,11 +37,13 @@ from adplatform.lakehouse.partitions import (
     list_hours,
     parse_hours,
 )
-from adplatform.lakehouse.tables import BRONZE_EVENTS, SILVER_EVENTS, Table
+from adplatform.lakehouse.tables import ATTRIBUTED, BRONZE_EVENTS, SILVER_EVENTS, Table
 from adplatform.settings import Settings
 from adplatform.transform.windows import LOOKBACK_EVENT_TYPES, Windows
 
 STAGING_RETENTION = timedelta(days=7)  # failed runs' staged output, kept for triage
+# The run area's record of the Gold hours the Silver it replaced fed (see publish_silver).
+REPLACED_SILVER = "silver_replaced"
 
 
 def _state_file(settings: Settings) -> Path:
@@ -72,6 +78,16 @@ class RunArea:
         if (self.root / "plan.json").exists():
             return Plan.from_json(self.read("plan"))
         return Plan(hours, {}, backfill=True, bronze_files=bronze_snapshot(settings, hours))
+
+    def has(self, name: str) -> bool:
+        return (self.root / f"{name}.json").exists()
+
+    def replaced_impression_hours(self) -> list[datetime]:
+        """The Gold hours the Silver this run replaced counted clicks and conversions in
+        (none for a job run by hand, which publishes nothing)."""
+        if not self.has(REPLACED_SILVER):
+            return []
+        return parse_hours(self.read(REPLACED_SILVER)["impression_hours"])
 
     def read(self, name: str) -> dict[str, Any]:
         path = self.root / f"{name}.json"
@@ -186,6 +202,25 @@ def plan_hours(settings: Settings, start: date | None = None, end: date | None =
         backfill,
         bronze_snapshot(settings, sorted(hours), listed),
     )
+
+
+def attributed_impression_hours(settings: Settings, hours: list[datetime]) -> list[datetime]:
+    """The hours of the impressions that the live Silver clicks and conversions of ``hours``
+    are attributed to: the Gold hours they count in."""
+    root = SILVER_EVENTS.path(settings)
+    files = [
+        str(path)
+        for hour in hours
+        for kind in (EventType.CLICK, EventType.CONVERSION)
+        for path in data_files(root / hour_partition(hour) / f"event_type={kind}")
+    ]
+    if not files:
+        return []
+    outcomes = ds.dataset(files, schema=SILVER_EVENTS.schema, format="parquet").to_table(
+        columns=["impression_time"], filter=pc.field("attribution") == ATTRIBUTED
+    )
+    impression_hours = pc.unique(pc.floor_temporal(outcomes["impression_time"], unit="hour"))
+    return sorted(impression_hours.to_pylist())
 
 
 def commit(settings: Settings, plan: Plan) -> None:
