@@ -39,7 +39,9 @@ def test_a_replay_that_takes_back_a_click_unclicks_its_impression_hours_earlier(
     write_handmade_bronze(settings)
     run_transform(spark, settings, "first")
     # e17 (11:00:20) clicked i3 (10:59:50): Gold counts it in hour 10, with the impression.
-    replay_without(settings, "event_date=2026-03-02/event_hour=11/event_type=click/c.parquet", "e17")
+    replay_without(
+        settings, "event_date=2026-03-02/event_hour=11/event_type=click/c.parquet", "e17"
+    )
 
     rerun = run_transform(spark, settings, "after-replay", gates=True)
 

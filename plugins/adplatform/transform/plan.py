@@ -4,7 +4,8 @@ Incremental runs compare a fingerprint of every Bronze hour (its visible files, 
 modification times) with the fingerprints committed by the last published run. A changed hour
 B, new or touched by late data, is rebuilt together with the hours whose attribution may reach
 back to it (B+1 .. B+lookback) that have Bronze data. A backfill rebuilds every hour of a date
-range that has Bronze or Silver data (an hour left with no input is emptied). Fingerprints are
+range that has Bronze or Silver data (an hour left with no input is emptied), and the later hours
+reading its changed Bronze hours, as an incremental run would. Fingerprints are
 committed only after Gold is published, so a failed run is simply planned again.
 
 The plan also fixes the run's Bronze snapshot: the files it lists are the ones the Bronze gate
@@ -186,15 +187,20 @@ def plan_hours(settings: Settings, start: date | None = None, end: date | None =
     listed = {h: data_files(bronze_root / hour_partition(h)) for h in list_hours(bronze_root)}
     current = {h: fingerprint(bronze_root / hour_partition(h), f) for h, f in listed.items()}
     backfill = start is not None or end is not None
+    committed = _committed(settings)
+    changed = {h for h, print_ in current.items() if committed.get(_hour_key(h)) != print_}
+    reach = Windows.from_settings(settings).lookback_hours
     if backfill:
         first, last = _day_range(start, end)
         existing = current.keys() | set(list_hours(SILVER_EVENTS.path(settings)))
         hours = {h for h in existing if first <= h <= last}
         inputs = hours & current.keys()
+        # This run commits the changed hours, so it also rebuilds the later hours reading them
+        # (past the range's end): no incremental run would.
+        dependent = {h + i * HOUR for h in inputs & changed for i in range(1, reach + 1)}
+        hours |= dependent & current.keys()
     else:
-        committed = _committed(settings)
-        inputs = {h for h, print_ in current.items() if committed.get(_hour_key(h)) != print_}
-        reach = Windows.from_settings(settings).lookback_hours
+        inputs = changed
         hours = {h + i * HOUR for h in inputs for i in range(reach + 1)} & current.keys()
     return Plan(
         sorted(hours),
