@@ -49,6 +49,19 @@ MEASURES = (*GOLD_COUNTS, "spend_micros", "revenue_micros")
 FACT_COLUMNS = ("event_date", "event_hour", *GOLD_DIMENSIONS, *MEASURES)
 
 
+# The fact table's columns as read_gold_day returns them.
+FACT_SCHEMA = pa.schema(
+    [
+        pa.field("event_date", pa.date32()),
+        pa.field("event_hour", pa.uint8()),
+        *[
+            pa.field(name, GOLD_HOURLY_PERFORMANCE.schema.field(name).type)
+            for name in FACT_COLUMNS[2:]
+        ],
+    ]
+)
+
+
 class PublishMismatch(ClickHouseError):
     """ClickHouse does not hold exactly what Gold holds."""
 
@@ -110,11 +123,9 @@ def read_gold_day(day: GoldDay) -> pa.Table:
     """The day's Gold rows with the fact table's columns and types (none for a day whose
     hours have all gone)."""
     columns = [*GOLD_DIMENSIONS, *MEASURES]
-    pieces = [
-        GOLD_HOURLY_PERFORMANCE.schema.empty_table()
-        .select(columns)
-        .add_column(0, "event_hour", pa.array([], pa.uint8()))
-    ]
+    if not day.files:
+        return FACT_SCHEMA.empty_table()
+    pieces = []
     for hour, path in day.files:
         try:
             piece = pq.read_table(path, columns=columns)
