@@ -127,5 +127,8 @@ def publish_ctr_training(settings: Settings, run_dir: str) -> dict[str, Any]:
 def finish(settings: Settings, run_dir: str) -> None:
     """Once every layer is published: record the Bronze inputs as done, drop the staging."""
     area = RunArea(Path(run_dir))
+    if not area.root.exists():
+        log.info("the run was finished already: %s is gone", run_dir)
+        return
     commit(settings, _plan(area))
     shutil.rmtree(area.root, ignore_errors=True)
