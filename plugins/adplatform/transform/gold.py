@@ -8,7 +8,8 @@ impressions of that hour in the training set. Bid requests, bids, wins and impre
 counted in the hour they happened.
 
 When Silver hours change, the Gold hours to rebuild are those hours plus the hours of the
-impressions their clicks and conversions are attributed to (``affected_hours``); the training
+impressions their clicks and conversions are attributed to (``affected_hours``), and those the
+replaced Silver attributed to (recorded by ``publish_silver`` before it swaps); the training
 set is rebuilt for whole days, as its frequency feature counts within a UTC day.
 """
 
