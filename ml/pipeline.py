@@ -177,7 +177,9 @@ def evaluate(settings: Settings, work: Workspace, trained: dict[str, str]) -> di
         # The champion trained on the rows before its own holdout: scored on those it would look
         # better than it is, so everyone is compared on the rows after them (a challenger
         # trained on an older window, end_date set by hand, has its holdout cut short).
-        unseen_from = pd.Timestamp(client.get_run(champion.run_id).data.params["holdout_start"])
+        unseen_from = pd.Timestamp(
+            client.get_run(str(champion.run_id)).data.params["holdout_start"]
+        )
         unseen = (holdout["event_time"] >= unseen_from).to_numpy()
         if holdout.loc[unseen, LABEL].nunique() < 2:
             raise TrainingDataError(
