@@ -1,15 +1,16 @@
-"""Reading the Gold CTR training set: which partitions, checked against the contract, split by
-time into train, validation and holdout."""
+"""Reading the Gold CTR training set: which partitions, checked against the contract, only rows
+whose label has settled, split by time into train, validation and holdout."""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from adplatform.lakehouse.tables import GOLD_CTR_TRAINING
@@ -45,11 +46,34 @@ def partition_dates(settings: Settings) -> list[date]:
     return sorted(dates)
 
 
+def label_settle_time(settings: Settings) -> timedelta:
+    """How long after an impression its label may still change: a click comes within the click
+    window and reaches Bronze up to the late window after its hour opened."""
+    return timedelta(
+        minutes=settings.transform_click_window_minutes + settings.transform_late_window_minutes
+    )
+
+
+def _newest_event_time(root: Path, day: date) -> datetime | None:
+    """The newest impression in the day's Gold partition (None when it holds none)."""
+    times = [
+        pc.max(pq.read_table(path, columns=["event_time"])["event_time"]).as_py()
+        for path in (root / f"event_date={day.isoformat()}").glob("*.parquet")
+        if not path.name.startswith((".", "_"))
+    ]
+    return max((t for t in times if t is not None), default=None)
+
+
 def load_training_set(
     settings: Settings, end: date | None, lookback_days: int
 ) -> tuple[pd.DataFrame, DataVersion]:
-    """The Gold rows of the ``lookback_days`` partitions up to ``end`` (default: the newest),
-    sorted by time, with the partitions they came from."""
+    """The Gold rows of the ``lookback_days`` partitions up to ``end`` (default: the newest)
+    whose label has settled, sorted by time, with the partitions they came from.
+
+    A row's label has settled when Gold holds impressions at least the label settle time
+    newer (:func:`label_settle_time`): its clicks have had time to arrive and be counted. The
+    newest hours of Gold are left out, so the holdout never counts an open label as
+    unclicked."""
     root = GOLD_CTR_TRAINING.path(settings)
     available = partition_dates(settings)
     if not available:
@@ -74,6 +98,11 @@ def load_training_set(
             tables.append(_read_on_contract(path))
     table = pa.concat_tables(tables) if tables else GOLD_CTR_TRAINING.schema.empty_table()
     frame = table.to_pandas().sort_values("event_time", kind="stable", ignore_index=True)
+    newest = _newest_event_time(root, available[-1])
+    if newest is not None:
+        settled_until = newest - label_settle_time(settings)
+        digest.update(f"settled until {settled_until.isoformat()}".encode())
+        frame = frame[frame["event_time"] <= settled_until].reset_index(drop=True)
     version = DataVersion(tuple(d.isoformat() for d in chosen), len(frame), digest.hexdigest())
     check_trainable(frame, version)
     return frame, version

@@ -25,7 +25,7 @@ from adplatform.lakehouse.tables import GOLD_CTR_TRAINING
 from adplatform.settings import Settings
 from ml import plots, registry
 from ml.data import LABEL, ORACLE, load_training_set, split_by_time
-from ml.errors import CtrModelError, SpecMismatch
+from ml.errors import CtrModelError, SpecMismatch, TrainingDataError
 from ml.features import SMOOTHING_STRENGTH, fit_spec, training_matrix
 from ml.gate import GateConfig, decide
 from ml.metrics import evaluate as holdout_metrics
@@ -169,13 +169,31 @@ def evaluate(settings: Settings, work: Workspace, trained: dict[str, str]) -> di
     """Holdout metrics of the challenger, the champion (same rows), the baseline and the oracle."""
     client = registry.connect(settings)
     holdout = pd.read_parquet(work.holdout)
+    baseline = np.load(work.baseline)
+    champion = registry.aliased_version(client, registry.CHAMPION)
+    if champion is not None and champion.version == trained["model_version"]:
+        champion = None
+    if champion is not None:
+        # The champion trained on the rows before its own holdout: scored on those it would look
+        # better than it is, so everyone is compared on the rows after them (a challenger
+        # trained on an older window, end_date set by hand, has its holdout cut short).
+        unseen_from = pd.Timestamp(
+            client.get_run(str(champion.run_id)).data.params["holdout_start"]
+        )
+        unseen = (holdout["event_time"] >= unseen_from).to_numpy()
+        if holdout.loc[unseen, LABEL].nunique() < 2:
+            raise TrainingDataError(
+                f"the champion (version {champion.version}) trained on the rows before "
+                f"{unseen_from}, and this run's holdout has too few rows after that to compare "
+                "the two (both classes needed): pick a later end_date, or compare by hand"
+            )
+        holdout, baseline = holdout[unseen].reset_index(drop=True), baseline[unseen]
     labels = holdout[LABEL].to_numpy()
     predictions = {
         "challenger": ServingModel.from_files(work.bundle_files(), {}).predict(holdout),
-        "baseline": np.load(work.baseline),
+        "baseline": baseline,
     }
-    champion = registry.aliased_version(client, registry.CHAMPION)
-    if champion is not None and champion.version != trained["model_version"]:
+    if champion is not None:
         files = registry.download_bundle(champion.version)
         predictions["champion"] = ServingModel.from_files(files, {}).predict(holdout)
     if holdout[ORACLE].notna().all():

@@ -3,11 +3,14 @@ both ways, push, and the `adplatform model` commands."""
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 from click.testing import CliRunner
 
 from adplatform.cli import cli
 from ml import registry
+from ml.errors import TrainingDataError
 from ml.pipeline import Workspace, run_all
 from ml.scorer import CtrScorer, read_pointer
 from ml.serving import serving_store
@@ -104,3 +107,18 @@ def test_status_and_rollback_commands(gold, mlflow_server, stack_env):
     refused = CliRunner().invoke(cli, ["model", "rollback", "--to", "999"])
     assert refused.exit_code == 1
     assert "version 999 was never served" in refused.output
+
+
+def test_a_challenger_on_an_older_window_is_not_judged_on_rows_the_champion_trained_on(
+    gold, mlflow_server, tmp_path
+):
+    client = registry.connect(gold)
+    _without_champion(client)
+    newest = run_all(gold, Workspace(tmp_path / "newest"))
+    assert newest["promote"], newest["reason"]
+
+    # end_date set by hand to the day before: this run's holdout lies inside the champion's
+    # training rows, where the champion would look better than it is.
+    with pytest.raises(TrainingDataError, match=r"the champion \(version \d+\) trained on"):
+        run_all(gold, Workspace(tmp_path / "older"), end=date(2026, 3, 4))
+    assert registry.aliased_version(client, registry.CHAMPION).version == newest["model_version"]

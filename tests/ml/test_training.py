@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from adplatform.lakehouse.io import atomic_write_parquet
@@ -117,3 +118,15 @@ def test_degenerate_training_data_is_refused(settings, bend, message):
 def test_a_missing_window_is_refused_with_what_exists(gold):
     with pytest.raises(TrainingDataError, match=r"there are 2026-03-02\.\.2026-03-05"):
         load_training_set(gold, date(2025, 1, 1), 7)
+
+
+def test_only_rows_whose_label_has_settled_are_trained_on(gold):
+    """Clicks land up to the click window plus the late window after an impression: the newest
+    hours of Gold are left out rather than counted as unclicked."""
+    frame, _ = load_training_set(gold, None, DAYS)
+    newest = pq.read_table(GOLD_CTR_TRAINING.path(gold))["event_time"].to_pandas().max()
+    settle = timedelta(
+        minutes=gold.transform_click_window_minutes + gold.transform_late_window_minutes
+    )
+    assert frame["event_time"].max() <= newest - settle
+    assert frame["event_time"].max() > newest - settle - timedelta(minutes=5)  # no more than that

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pyarrow.parquet as pq
 import pytest
 
@@ -157,6 +159,34 @@ def test_a_named_day_without_gold_is_refused(client, lake):
     missing = D0.replace(year=D0.year - 1)
     with pytest.raises(ClickHouseError, match=f"no Gold data for {missing}"):
         publish_facts(client, lake, [missing])
+
+
+def test_a_day_whose_gold_hours_all_disappear_is_cleared(client, lake):
+    publish_facts(client, lake)
+    # A rebuild emptied every hour of D0 (a replay took its traffic back).
+    for hour in (9, 21):
+        shutil.rmtree(gold_hour_path(lake, D0, hour).parent)
+
+    results = publish_facts(client, lake)
+
+    assert [(r.event_date, r.totals.rows) for r in results] == [(D0, 0)]
+    assert_clickhouse_equals_gold(client, lake)
+    assert clickhouse_totals(client, FACT_TABLE, D0).rows == 0
+    assert publish_facts(client, lake) == []  # cleared once, then nothing to do
+    # Naming the day clears it again rather than refusing it: it was published before.
+    assert [r.totals.rows for r in publish_facts(client, lake, [D0])] == [0]
+
+
+def test_a_publish_leaves_another_publishers_staging_table_alone(client, lake):
+    # Another publisher (the CLI while the DAG runs) is filling its staging table for D0.
+    theirs = f"{FACT_TABLE}_staging_{D0:%Y%m%d}"
+    client.command(f"CREATE TABLE {theirs} AS {FACT_TABLE}")
+    client.command(f"INSERT INTO {theirs} (event_date, impressions) VALUES ('{D0}', 7)")
+
+    publish_facts(client, lake)
+
+    assert client.query(f"SELECT sum(impressions) FROM {theirs}").result_rows == [(7,)]
+    assert_clickhouse_equals_gold(client, lake)
 
 
 def test_dimensions_are_replaced_whole_from_the_reference_tables(client, lake):

@@ -140,3 +140,35 @@ def test_a_silver_hour_rebuilt_alone_equals_the_same_hour_rebuilt_with_its_neigh
         )
     # e.g. hour 11's click e17 still finds its impression in hour 10 (the lookback).
     pd.testing.assert_frame_equal(read_table(settings, SILVER_EVENTS), together)
+
+
+def test_a_backfill_also_rebuilds_the_later_hours_that_read_what_changed(settings):
+    """A late impression lands in hour 23 of a backfilled day; its click is in 00:00 of the next
+    day. The backfill commits hour 23's new fingerprint, so it must rebuild 00:00 too, or the
+    click stays unattributed for good."""
+    night = datetime(2026, 3, 2, 23, 50, tzinfo=UTC)
+    after_midnight = datetime(2026, 3, 3, 0, 5, tzinfo=UTC)
+    write_handmade_bronze(settings)
+    click = event(
+        "e60", "click", after_midnight, "r60", "u-1", MOBILE_US | X, impression_id="i60"
+    ) | {"click_id": "c60"}
+    write_bronze(settings, encode([click]), ingested_at=after_midnight, batch="n", first_offset=500)
+    commit(settings, plan_hours(settings))
+    impression = E["e18"] | {
+        "event_id": "e61",
+        "impression_id": "i60",
+        "event_time_ms": int(night.timestamp() * 1000),
+    }
+    write_bronze(
+        settings, encode([impression]), ingested_at=after_midnight, batch="o", first_offset=600
+    )
+
+    backfill = plan_hours(settings, DAY, DAY)
+
+    assert backfill.hours == [
+        H10,
+        H11,
+        H12,
+        night.replace(minute=0),
+        after_midnight.replace(minute=0),
+    ]

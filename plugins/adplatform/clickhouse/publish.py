@@ -6,7 +6,9 @@ readers see the old day or the new one) and checked again. Publishing a day twic
 same table; a run that dies anywhere leaves the published day as it was, and the next run
 starts its staging table afresh. Which days to publish is derived from the durable data itself:
 a day is published when the fingerprint of its Gold files differs from the one recorded in
-``adplatform.publish_log`` at its last publish.
+``adplatform.publish_log`` at its last publish, and a day ClickHouse holds whose Gold hours have
+all gone (a rebuild emptied them) is cleared. Each publish stages in a table of its own, so two
+publishers on one server (the CLI and the DAG) never touch each other's.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -44,6 +47,19 @@ log = logging.getLogger(__name__)
 FACT_TABLE = f"{DATABASE}.hourly_performance"
 MEASURES = (*GOLD_COUNTS, "spend_micros", "revenue_micros")
 FACT_COLUMNS = ("event_date", "event_hour", *GOLD_DIMENSIONS, *MEASURES)
+
+
+# The fact table's columns as read_gold_day returns them.
+FACT_SCHEMA = pa.schema(
+    [
+        pa.field("event_date", pa.date32()),
+        pa.field("event_hour", pa.uint8()),
+        *[
+            pa.field(name, GOLD_HOURLY_PERFORMANCE.schema.field(name).type)
+            for name in FACT_COLUMNS[2:]
+        ],
+    ]
+)
 
 
 class PublishMismatch(ClickHouseError):
@@ -104,8 +120,11 @@ def gold_days(settings: Settings) -> dict[date, GoldDay]:
 
 
 def read_gold_day(day: GoldDay) -> pa.Table:
-    """The day's Gold rows with the fact table's columns and types."""
+    """The day's Gold rows with the fact table's columns and types (none for a day whose
+    hours have all gone)."""
     columns = [*GOLD_DIMENSIONS, *MEASURES]
+    if not day.files:
+        return FACT_SCHEMA.empty_table()
     pieces = []
     for hour, path in day.files:
         try:
@@ -144,6 +163,13 @@ def published_fingerprints(client: Client) -> dict[date, str]:
     return {day: fingerprint for day, fingerprint in rows}
 
 
+def clickhouse_days(client: Client) -> set[date]:
+    """The days the fact table holds rows of."""
+    return {
+        row[0] for row in client.query(f"SELECT DISTINCT event_date FROM {FACT_TABLE}").result_rows
+    }
+
+
 def published_days(client: Client) -> list[dict[str, Any]]:
     """The latest publish of each day, oldest day first."""
     return list(
@@ -158,18 +184,24 @@ def days_to_publish(
     client: Client, settings: Settings, dates: list[date] | None = None
 ) -> list[GoldDay]:
     """The Gold days named in ``dates`` (a forced re-publish), else those changed since their
-    last publish."""
+    last publish; a day ClickHouse holds or once published with no Gold hours left is cleared."""
     available = gold_days(settings)
+    published = published_fingerprints(client)
+    emptied = {
+        d: GoldDay(d, ()) for d in (clickhouse_days(client) | published.keys()) - available.keys()
+    }
     if dates:
-        missing = [d.isoformat() for d in dates if d not in available]
+        missing = [d.isoformat() for d in dates if d not in available and d not in emptied]
         if missing:
             raise ClickHouseError(
                 f"no Gold data for {', '.join(missing)} under "
                 f"{GOLD_HOURLY_PERFORMANCE.path(settings)}: run the transform for those days first"
             )
-        return [available[d] for d in sorted(set(dates))]
-    published = published_fingerprints(client)
-    return [day for d, day in available.items() if published.get(d) != day.fingerprint]
+        return [available.get(d) or emptied[d] for d in sorted(set(dates))]
+    candidates = available | emptied
+    return [
+        candidates[d] for d in sorted(candidates) if published.get(d) != candidates[d].fingerprint
+    ]
 
 
 def publish_day(client: Client, day: GoldDay) -> DayResult:
@@ -178,18 +210,22 @@ def publish_day(client: Client, day: GoldDay) -> DayResult:
     fingerprint = day.fingerprint  # before reading: a file rewritten meanwhile republishes next run
     rows = read_gold_day(day)
     expected = gold_totals(rows)
-    # Identifiers cannot be bound; this one is built from constants and a date, never from input.
-    staging = f"{FACT_TABLE}_staging_{day.event_date:%Y%m%d}"
-    client.command(f"DROP TABLE IF EXISTS {staging}")
+    # Identifiers cannot be bound; this one is built from constants, a date and a random suffix
+    # (this publish's own), never from input.
+    staging = f"{FACT_TABLE}_staging_{day.event_date:%Y%m%d}_{uuid.uuid4().hex}"
     client.command(f"CREATE TABLE {staging} AS {FACT_TABLE}")
-    client.insert_arrow(staging, rows)
-    _verify(client, staging, day.event_date, expected)
-    client.command(
-        f"ALTER TABLE {FACT_TABLE} REPLACE PARTITION {{day:Date}} FROM {staging}",
-        parameters={"day": day.event_date},
-    )
-    _verify(client, FACT_TABLE, day.event_date, expected)
-    client.command(f"DROP TABLE {staging}")
+    try:
+        if rows.num_rows:
+            client.insert_arrow(staging, rows)
+        _verify(client, staging, day.event_date, expected)
+        if rows.num_rows:
+            swap = f"REPLACE PARTITION {{day:Date}} FROM {staging}"
+        else:  # a day with no Gold hours left; REPLACE refuses a source without the day
+            swap = "DROP PARTITION {day:Date}"
+        client.command(f"ALTER TABLE {FACT_TABLE} {swap}", parameters={"day": day.event_date})
+        _verify(client, FACT_TABLE, day.event_date, expected)
+    finally:
+        client.command(f"DROP TABLE IF EXISTS {staging}")
     client.insert(
         f"{DATABASE}.publish_log",
         [

@@ -9,6 +9,7 @@ reader sees a partition's old files or its new ones, never a mix, and never a ha
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -17,7 +18,7 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from adplatform.lakehouse.io import fsync_directory
+from adplatform.lakehouse.io import atomic_write_bytes, fsync_directory
 
 HOUR = timedelta(hours=1)
 _HOUR_DIR = re.compile(r"^event_date=(\d{4}-\d{2}-\d{2})/event_hour=(\d{1,2})$")
@@ -122,6 +123,9 @@ def parse_hours(text: str) -> list[datetime]:
 # -- publication ------------------------------------------------------------------------------
 
 
+PUBLISH_JOURNAL = "_publish_journal.json"
+
+
 def replace_partitions(staged_table: Path, live_table: Path, partitions: Iterable[str]) -> int:
     """Swap each partition (a relative path such as ``event_date=.../event_hour=...``) from the
     staged table into the live one; a partition the staged table lacks is removed from the live
@@ -129,21 +133,50 @@ def replace_partitions(staged_table: Path, live_table: Path, partitions: Iterabl
 
     Per partition: the live directory is renamed aside (hidden), the staged one renamed into
     place, and the old one deleted. Renames within one filesystem are atomic, so a reader never
-    sees a partial partition; a crash between the two renames leaves the old data in the hidden
-    directory and the state uncommitted, so the next run rewrites the partition.
+    sees a partial partition.
+
+    Before the first rename, a journal in the staged table records durably which partitions
+    have staged data. A retry (the task killed between two renames, or rerun after success)
+    follows the journal, not the staged table, whose partitions the first attempt moved away:
+    it swaps in what is still staged and keeps what was published, never taking a published
+    partition for an emptied one. Rewriting the staged table (rerunning its job) drops the
+    journal with it.
     """
-    published = 0
+    partitions = sorted(set(partitions))
+    journal_path = staged_table / PUBLISH_JOURNAL
+    if journal_path.exists():
+        journal = json.loads(journal_path.read_text())
+        if journal["partitions"] != partitions:
+            raise ValueError(
+                f"{journal_path} records a publish of other partitions than the ones asked "
+                "for; rerun the job that stages this table, then publish again"
+            )
+    else:
+        journal = {
+            "partitions": partitions,
+            "filled": [p for p in partitions if (staged_table / p).is_dir()],
+        }
+        atomic_write_bytes(json.dumps(journal, indent=1).encode(), journal_path)
+    filled = set(journal["filled"])
     for partition in partitions:
         live = live_table / partition
         staged = staged_table / partition
         retired = live.with_name(f".retired-{uuid.uuid4().hex}-{live.name}")
-        if live.exists():
-            os.rename(live, retired)
-        if staged.exists():
+        if partition not in filled:
+            if live.exists():
+                os.rename(live, retired)
+        elif staged.exists():
+            if live.exists():
+                os.rename(live, retired)
             live.parent.mkdir(parents=True, exist_ok=True)
             os.rename(staged, live)
-            published += 1
+        elif not live.exists():
+            raise FileNotFoundError(
+                f"{live} was published by an earlier attempt of this publish and has been "
+                "removed since; rerun the job that stages this table, then publish again"
+            )
         if live.parent.exists():
             fsync_directory(live.parent)
-        shutil.rmtree(retired, ignore_errors=True)
-    return published
+            for leftover in live.parent.glob(f".retired-*-{live.name}"):
+                shutil.rmtree(leftover, ignore_errors=True)
+    return len(filled)

@@ -8,7 +8,8 @@ impressions of that hour in the training set. Bid requests, bids, wins and impre
 counted in the hour they happened.
 
 When Silver hours change, the Gold hours to rebuild are those hours plus the hours of the
-impressions their clicks and conversions are attributed to (``affected_hours``); the training
+impressions their clicks and conversions are attributed to (``affected_hours``), and those the
+replaced Silver attributed to (recorded by ``publish_silver`` before it swaps); the training
 set is rebuilt for whole days, as its frequency feature counts within a UTC day.
 """
 
@@ -152,8 +153,9 @@ def hourly_performance(
         .groupBy(*HOUR_KEY, *GOLD_DIMENSIONS)
         .agg(
             *[F.sum(name).alias(name) for name in GOLD_COUNTS],
-            # An impression costs its clearing CPM / 1000; rounded once per row, half up.
-            F.expr("(sum(cost_cpm_micros) + 500) div 1000").alias("spend_micros"),
+            # Each impression costs its clearing CPM / 1000, rounded half up, as the training
+            # set's clearing_price_micros: a row's spend is the sum of its impressions' costs.
+            F.expr("sum((cost_cpm_micros + 500) div 1000)").alias("spend_micros"),
             F.sum("revenue_micros").alias("revenue_micros"),
         )
     )
@@ -204,7 +206,7 @@ def ctr_training(spark: SparkSession, settings: Settings, days: Iterable[date]) 
         "hour_of_day": F.hour("event_time").cast("int"),
         "day_of_week": (F.weekday("event_time") + 1).cast("int"),  # 1 = Monday
         "user_impressions_before": (F.col("before_hour") + F.col("_within_hour")).cast("long"),
-        # What the impression cost (clearing CPM / 1000, half up), as Gold's spend counts it.
+        # What the impression cost (clearing CPM / 1000, half up); Gold's spend sums these.
         "clearing_price_micros": F.expr("(clearing_price_cpm_micros + 500) div 1000"),
         "oracle_click_probability": F.col("sim_click_probability"),
     }

@@ -70,10 +70,19 @@ def stage_silver(
     return {"hours": summary["hours"], "attribution": summary["attribution"]}
 
 
+def _gold_hours(
+    spark: SparkSession, settings: Settings, hours: list[datetime], area: RunArea
+) -> list[datetime]:
+    """The Gold hours the new Silver hours feed, and those the Silver they replaced fed."""
+    return sorted(
+        set(affected_hours(spark, settings, hours)) | set(area.replaced_impression_hours())
+    )
+
+
 def stage_gold_hourly(
     spark: SparkSession, settings: Settings, hours: list[datetime], area: RunArea
 ) -> dict[str, Any]:
-    gold_hours = affected_hours(spark, settings, hours)
+    gold_hours = _gold_hours(spark, settings, hours, area)
     rows = write_hourly_performance(
         spark, settings, gold_hours, area.staged(GOLD_HOURLY_PERFORMANCE)
     )
@@ -85,7 +94,7 @@ def stage_gold_hourly(
 def stage_ctr_training(
     spark: SparkSession, settings: Settings, hours: list[datetime], area: RunArea
 ) -> dict[str, Any]:
-    gold_hours = affected_hours(spark, settings, hours)
+    gold_hours = _gold_hours(spark, settings, hours, area)
     days = sorted({h.date() for h in gold_hours})
     rows = write_ctr_training(spark, settings, days, area.staged(GOLD_CTR_TRAINING))
     # The hours its gate reconciles with Silver (the days' other hours did not change).

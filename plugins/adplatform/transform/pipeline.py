@@ -26,7 +26,15 @@ from adplatform.lakehouse.tables import (
     SILVER_EVENTS,
 )
 from adplatform.settings import Settings
-from adplatform.transform.plan import Plan, RunArea, commit, plan_hours, remove_stale_runs
+from adplatform.transform.plan import (
+    REPLACED_SILVER,
+    Plan,
+    RunArea,
+    attributed_impression_hours,
+    commit,
+    plan_hours,
+    remove_stale_runs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +88,11 @@ def publish_silver(settings: Settings, run_dir: str) -> dict[str, Any]:
     """Swap the gated Silver hours into the live table."""
     area = RunArea(Path(run_dir))
     hours = _plan(area).hours
+    if not area.has(REPLACED_SILVER):  # a retry keeps what the first attempt saw
+        # Gold hours the outgoing clicks and conversions count in: rebuilt too, even when the
+        # new Silver no longer reaches them (a replay or a validator fix took them back).
+        outgoing = attributed_impression_hours(settings, hours)
+        area.write(REPLACED_SILVER, {"impression_hours": format_hours(outgoing)})
     filled = replace_partitions(
         area.staged(SILVER_EVENTS), SILVER_EVENTS.path(settings), map(hour_partition, hours)
     )
@@ -114,5 +127,8 @@ def publish_ctr_training(settings: Settings, run_dir: str) -> dict[str, Any]:
 def finish(settings: Settings, run_dir: str) -> None:
     """Once every layer is published: record the Bronze inputs as done, drop the staging."""
     area = RunArea(Path(run_dir))
+    if not area.root.exists():
+        log.info("the run was finished already: %s is gone", run_dir)
+        return
     commit(settings, _plan(area))
     shutil.rmtree(area.root, ignore_errors=True)

@@ -4,7 +4,8 @@ Incremental runs compare a fingerprint of every Bronze hour (its visible files, 
 modification times) with the fingerprints committed by the last published run. A changed hour
 B, new or touched by late data, is rebuilt together with the hours whose attribution may reach
 back to it (B+1 .. B+lookback) that have Bronze data. A backfill rebuilds every hour of a date
-range that has Bronze or Silver data (an hour left with no input is emptied). Fingerprints are
+range that has Bronze or Silver data (an hour left with no input is emptied), and the later hours
+reading its changed Bronze hours, as an incremental run would. Fingerprints are
 committed only after Gold is published, so a failed run is simply planned again.
 
 The plan also fixes the run's Bronze snapshot: the files it lists are the ones the Bronze gate
@@ -22,6 +23,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from adplatform.events.schema import EventType
 from adplatform.lakehouse.io import atomic_write_bytes
 from adplatform.lakehouse.partitions import (
     HOUR,
@@ -33,11 +38,13 @@ from adplatform.lakehouse.partitions import (
     list_hours,
     parse_hours,
 )
-from adplatform.lakehouse.tables import BRONZE_EVENTS, SILVER_EVENTS, Table
+from adplatform.lakehouse.tables import ATTRIBUTED, BRONZE_EVENTS, SILVER_EVENTS, Table
 from adplatform.settings import Settings
 from adplatform.transform.windows import LOOKBACK_EVENT_TYPES, Windows
 
 STAGING_RETENTION = timedelta(days=7)  # failed runs' staged output, kept for triage
+# The run area's record of the Gold hours the Silver it replaced fed (see publish_silver).
+REPLACED_SILVER = "silver_replaced"
 
 
 def _state_file(settings: Settings) -> Path:
@@ -72,6 +79,16 @@ class RunArea:
         if (self.root / "plan.json").exists():
             return Plan.from_json(self.read("plan"))
         return Plan(hours, {}, backfill=True, bronze_files=bronze_snapshot(settings, hours))
+
+    def has(self, name: str) -> bool:
+        return (self.root / f"{name}.json").exists()
+
+    def replaced_impression_hours(self) -> list[datetime]:
+        """The Gold hours the Silver this run replaced counted clicks and conversions in
+        (none for a job run by hand, which publishes nothing)."""
+        if not self.has(REPLACED_SILVER):
+            return []
+        return parse_hours(self.read(REPLACED_SILVER)["impression_hours"])
 
     def read(self, name: str) -> dict[str, Any]:
         path = self.root / f"{name}.json"
@@ -170,15 +187,20 @@ def plan_hours(settings: Settings, start: date | None = None, end: date | None =
     listed = {h: data_files(bronze_root / hour_partition(h)) for h in list_hours(bronze_root)}
     current = {h: fingerprint(bronze_root / hour_partition(h), f) for h, f in listed.items()}
     backfill = start is not None or end is not None
+    committed = _committed(settings)
+    changed = {h for h, print_ in current.items() if committed.get(_hour_key(h)) != print_}
+    reach = Windows.from_settings(settings).lookback_hours
     if backfill:
         first, last = _day_range(start, end)
         existing = current.keys() | set(list_hours(SILVER_EVENTS.path(settings)))
         hours = {h for h in existing if first <= h <= last}
         inputs = hours & current.keys()
+        # This run commits the changed hours, so it also rebuilds the later hours reading them
+        # (past the range's end): no incremental run would.
+        dependent = {h + i * HOUR for h in inputs & changed for i in range(1, reach + 1)}
+        hours |= dependent & current.keys()
     else:
-        committed = _committed(settings)
-        inputs = {h for h, print_ in current.items() if committed.get(_hour_key(h)) != print_}
-        reach = Windows.from_settings(settings).lookback_hours
+        inputs = changed
         hours = {h + i * HOUR for h in inputs for i in range(reach + 1)} & current.keys()
     return Plan(
         sorted(hours),
@@ -186,6 +208,25 @@ def plan_hours(settings: Settings, start: date | None = None, end: date | None =
         backfill,
         bronze_snapshot(settings, sorted(hours), listed),
     )
+
+
+def attributed_impression_hours(settings: Settings, hours: list[datetime]) -> list[datetime]:
+    """The hours of the impressions that the live Silver clicks and conversions of ``hours``
+    are attributed to: the Gold hours they count in."""
+    root = SILVER_EVENTS.path(settings)
+    files = [
+        str(path)
+        for hour in hours
+        for kind in (EventType.CLICK, EventType.CONVERSION)
+        for path in data_files(root / hour_partition(hour) / f"event_type={kind}")
+    ]
+    if not files:
+        return []
+    outcomes = ds.dataset(files, schema=SILVER_EVENTS.schema, format="parquet").to_table(
+        columns=["impression_time"], filter=pc.field("attribution") == ATTRIBUTED
+    )
+    impression_hours = pc.unique(pc.floor_temporal(outcomes["impression_time"], unit="hour"))
+    return sorted(impression_hours.to_pylist())
 
 
 def commit(settings: Settings, plan: Plan) -> None:
