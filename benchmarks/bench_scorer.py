@@ -150,9 +150,8 @@ def _single(scorer: CtrScorer, rows: pd.DataFrame, details: dict[str, Any]) -> l
     ]
 
 
-def _rate(call: Callable[[Any], Any], batches: list[Any]) -> float:
-    seconds = timed(lambda: [call(b) for b in batches])[0]
-    return sum(len(b) for b in batches) / seconds
+def _rate(call: Callable[[Any], Any], batches: list[Any], rows: int) -> float:
+    return rows / timed(lambda: [call(b) for b in batches])[0]
 
 
 def _batches(scorer: CtrScorer, rows: pd.DataFrame) -> list[Result]:
@@ -164,9 +163,10 @@ def _batches(scorer: CtrScorer, rows: pd.DataFrame) -> list[Result]:
         chunks = [rows.iloc[(b * size) % (len(rows) - size) :][:size] for b in range(count)]
         columns = [{c: chunk[c].tolist() for c in chunk.columns} for chunk in chunks]
         matrices = [model.encoder.encode(chunk, size)[0] for chunk in chunks]
-        served = _rate(scorer.score_batch, columns)
-        native = _rate(lambda m: model.booster.predict(m, num_threads=1), matrices)
-        compiled = _rate(model.compiled.predict, matrices)
+        rows_scored = count * size
+        served = _rate(scorer.score_batch, columns, rows_scored)
+        native = _rate(lambda m: model.booster.predict(m, num_threads=1), matrices, rows_scored)
+        compiled = _rate(model.compiled.predict, matrices, rows_scored)
         results += [
             Result(
                 NAME,
@@ -207,7 +207,7 @@ def _candidates(scorer: CtrScorer, rows: pd.DataFrame) -> list[Result]:
     served = timed(
         lambda: [scorer.score_candidates(c, a) for c, a in zip(contexts, ads, strict=True)]
     )[0]
-    compiled = _rate(model.compiled.predict, matrices)
+    compiled = _rate(model.compiled.predict, matrices, count * CANDIDATES)
     return [
         Result(
             NAME,

@@ -170,6 +170,11 @@ class ServingModel:
     ) -> tuple[np.ndarray, dict[str, int]]:
         """Probabilities of ``rows`` rows given as columns (a single value stands for every
         row), and how many values of each field were answered with the default."""
+        if rows == 1:  # one row of Python values: the single-request path, no matrix
+            request = _only_row(columns, self.spec.request_fields)
+            if request is not None:
+                probability, fields = self.score_one(request)
+                return np.array([probability]), dict.fromkeys(fields or (), 1)
         matrix, defaulted = self.encoder.encode(columns, rows)
         return self.predict_matrix(matrix), defaulted
 
@@ -203,6 +208,20 @@ def _verified_compiled(
             f"the text model (tolerance {TOLERANCE:g})"
         )
     return forest
+
+
+def _only_row(columns: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any] | None:
+    """A one-row batch as a request, when its columns are Python lists or tuples."""
+    request = {}
+    for name in fields:
+        column = columns.get(name)
+        if isinstance(column, list | tuple) and len(column) == 1:
+            request[name] = column[0]
+        elif is_scalar(column):
+            request[name] = column
+        else:
+            return None
+    return request
 
 
 def as_columns(batch: Any, fields: Sequence[str]) -> tuple[Mapping[str, Any], int]:

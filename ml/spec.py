@@ -161,18 +161,24 @@ class _StringField:
         self.entries = {key: tuple(self.values[code].tolist()) for key, code in self.codes.items()}
         self.default = tuple(self.values[self.unknown].tolist())
         self.slots = tuple(self.positions)
+        # The batch path: per feature, its column position and its number for each code.
+        self.columns = tuple(
+            (position, np.ascontiguousarray(self.values[:, k]))
+            for k, position in enumerate(self.positions)
+        )
         self._value_set = pa.array(keys, type=pa.string())
 
-    def codes_of(self, column: Any, rows: int) -> np.ndarray:
-        """Each row's code; ``unknown`` for a missing or unknown value."""
+    def codes_of(self, column: Any, rows: int) -> tuple[np.ndarray, int]:
+        """Each row's code (``unknown`` for a missing or unknown value), and how many are."""
         if _is_arrow(column):
             array = _arrow(column)
             if pa.types.is_null(array.type):
-                return np.full(rows, self.unknown)
+                return np.full(rows, self.unknown), rows
             if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
                 raise RequestError(f"{self.name} must be strings, got an Arrow {array.type} column")
-            found = pc.index_in(array, value_set=self._value_set).fill_null(self.unknown)
-            return np.asarray(found.to_numpy(), dtype=np.intp)
+            found = pc.index_in(array, value_set=self._value_set)
+            codes = found.fill_null(self.unknown).to_numpy()
+            return np.asarray(codes, dtype=np.intp), found.null_count
         values = column if isinstance(column, list | tuple) else np.asarray(column, dtype=object)
         try:  # dict lookups in C (map), no Python object per row
             codes = np.fromiter(
@@ -180,9 +186,10 @@ class _StringField:
             )
         except TypeError:
             raise RequestError(f"{self.name} must be strings, got an unhashable value") from None
-        for row in np.flatnonzero(codes == self.unknown):  # rare: check that they are strings
+        unknown = np.flatnonzero(codes == self.unknown)
+        for row in unknown:  # rare: check that they are strings
             _check_string(self.name, values[row])
-        return codes
+        return codes, len(unknown)
 
 
 def _check_string(name: str, value: Any) -> None:
@@ -211,8 +218,9 @@ def _arrow(column: Any) -> pa.Array | pa.ChunkedArray:
     return pa.array(getattr(column, "array", column))
 
 
-def _numbers(name: str, column: Any) -> np.ndarray:
+def _numbers(name: str, column: Any, rows: int) -> np.ndarray:
     """A numeric column as float64, missing values as NaN; strings or other types refused."""
+    _check_length(name, column, rows)
     if _is_arrow(column):
         array = _arrow(column)
         if not (
@@ -280,28 +288,28 @@ class Encoder:
             column = columns.get(string.name)
             if is_scalar(column):
                 entry, was_default = _lookup(string.name, string.entries, string.default, column)
-                matrix[:, string.slots] = entry
+                for position, number in zip(string.slots, entry, strict=True):
+                    matrix[:, position] = number
                 if was_default:
                     defaulted[string.name] = rows
                 continue
             _check_length(string.name, column, rows)
-            codes = string.codes_of(column, rows)
-            matrix[:, string.slots] = string.values[codes]
-            unknown = int(np.count_nonzero(codes == string.unknown))
+            codes, unknown = string.codes_of(column, rows)
+            for position, numbers in string.columns:
+                matrix[:, position] = numbers[codes]
             if unknown:
                 defaulted[string.name] = unknown
         for name, slots in self._numbers:
             column = columns.get(name)
             if is_scalar(column):
                 number = _number(name, column)
-                matrix[:, slots] = number
-                if number != number:
-                    defaulted[name] = rows
-                continue
-            _check_length(name, column, rows)
-            values = _numbers(name, column)
-            matrix[:, slots] = values[:, None]
-            missing = int(np.count_nonzero(np.isnan(values)))
+                values: float | np.ndarray = number
+                missing = rows if number != number else 0
+            else:
+                values = _numbers(name, column, rows)
+                missing = int(np.count_nonzero(np.isnan(values)))
+            for position in slots:
+                matrix[:, position] = values
             if missing:
                 defaulted[name] = missing
         return matrix, defaulted
