@@ -1,4 +1,4 @@
-"""CTR model: quality against the oracle, training time, scorer latency and throughput.
+"""CTR model: quality against the oracle, and training time (the scorer: bench_scorer.py).
 
 1. The default training window (``ADP_CTR_LOOKBACK_DAYS``, 14 days) of simulated traffic, about
    2.2M impressions, goes through the whole training pipeline against a real MLflow server; the
@@ -8,15 +8,10 @@
    the generator's own model family, fitted on the same training rows.
 2. Training time on 5M rows (resampled from the training features), against the same training
    on 1M rows: the same number of boosting rounds, so the ratio shows how training scales.
-3. The reference scorer on the pushed artifact (request dicts in, probabilities out) against
-   LightGBM's own predict on already-encoded features: p50/p99 of one request, and rows per
-   second in batches of 1,000.
 """
 
 from __future__ import annotations
 
-import statistics
-import time
 from datetime import date
 
 import numpy as np
@@ -30,17 +25,12 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 from benchmarks.harness import Context, Result, timed
 from ml import pipeline
 from ml.data import LABEL
-from ml.scorer import CtrScorer
-from ml.serving import serving_store
 from ml.simulated_gold import write_simulated_ctr_training
 from ml.train import TrainingParams, train_lightgbm
 
 REQUESTS_PER_DAY = 200_000  # about 155,000 impressions and 4,300 clicks a day
 TRAINING_ROWS = 5_000_000
 REFERENCE_ROWS = 1_000_000
-SINGLE_REQUESTS = 2_000
-BATCH = 1_000
-BATCHES = 30
 NAME = "ctr"
 
 
@@ -62,7 +52,6 @@ def run(ctx: Context) -> list[Result]:
         results = _quality(evaluated["metrics"], built)
         results += _data_size_yardstick(work, evaluated["metrics"]["oracle"])
         results += _training_time(work)
-        results += _scoring(settings, pd.read_parquet(work.holdout))
     finally:
         work.remove()
     return results
@@ -169,63 +158,4 @@ def _training_time(work: pipeline.Workspace) -> list[Result]:
             higher_is_better=False,
             target="linear in rows (ratio ~5)",
         )
-    ]
-
-
-def _scoring(settings: object, holdout: pd.DataFrame) -> list[Result]:
-    scorer = CtrScorer(serving_store(settings), reload_interval=3600)  # type: ignore[arg-type]
-    model = scorer.model
-    requests = holdout[model.spec.request_fields].head(SINGLE_REQUESTS + BATCH * BATCHES)
-    singles = requests.head(SINGLE_REQUESTS).to_dict("records")
-    encoded = model.encoder.encode(singles)
-
-    def latencies(score_one) -> list[float]:
-        samples = []
-        for i in range(len(singles)):
-            started = time.perf_counter()
-            score_one(i)
-            samples.append((time.perf_counter() - started) * 1e6)
-        return samples
-
-    served = latencies(lambda i: scorer.score(singles[i]))
-    native = latencies(lambda i: model.booster.predict(encoded[i : i + 1], num_threads=1))
-    batches = [
-        requests.iloc[SINGLE_REQUESTS + b * BATCH :][:BATCH].to_dict("records")
-        for b in range(BATCHES)
-    ]
-    encoded_batches = [model.encoder.encode(b) for b in batches]
-    served_s = timed(lambda: [scorer.score_batch(b) for b in batches])[0]
-    native_s = timed(lambda: [model.booster.predict(m, num_threads=1) for m in encoded_batches])[0]
-
-    def percentile(samples: list[float], q: int) -> float:
-        return statistics.quantiles(samples, n=100)[q - 1]
-
-    rows = BATCH * BATCHES
-    return [
-        Result(
-            NAME,
-            "scorer p50, one request",
-            percentile(served, 50),
-            "µs",
-            "LightGBM predict p50, encoded row",
-            percentile(native, 50),
-            higher_is_better=False,
-        ),
-        Result(
-            NAME,
-            "scorer p99, one request",
-            percentile(served, 99),
-            "µs",
-            "LightGBM predict p99, encoded row",
-            percentile(native, 99),
-            higher_is_better=False,
-        ),
-        Result(
-            NAME,
-            f"scorer throughput, batches of {BATCH:,}",
-            rows / served_s,
-            "rows/s",
-            "LightGBM predict, encoded batches",
-            rows / native_s,
-        ),
     ]

@@ -1,17 +1,29 @@
-"""Publishing to the serving tier, and rolling back: a version's files first, the pointer last."""
+"""Publishing to the serving tier, and rolling back: a version's files first, the pointer last.
+
+A push compiles the model for this machine (``ml.compiled``) and writes it, with the check rows
+that prove it scores like the text model, next to the LightGBM text model and the feature spec.
+"""
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import lightgbm as lgb
+import numpy as np
+
 from adplatform.settings import Settings
+from ml.compiled import TOLERANCE, check_rows, compile_forest, host_target
 from ml.errors import CtrModelError, NoServableModel
 from ml.scorer import (
     BUNDLE_FILES,
+    CHECK_ROWS_FILE,
+    COMPILED_FILE,
     MANIFEST_FILE,
+    MODEL_FILE,
     ServingModel,
     read_pointer,
     sha256,
@@ -41,25 +53,46 @@ def manifest_for(version: str, files: dict[str, bytes], **metadata: Any) -> dict
     }
 
 
+def compiled_bundle(files: dict[str, bytes]) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """The bundle with the model compiled for this machine and its check rows; the manifest
+    entry that says what it was built for."""
+    booster = lgb.Booster(model_str=files[MODEL_FILE].decode())
+    rows = io.BytesIO()
+    np.save(rows, check_rows(booster), allow_pickle=False)
+    compiled = {COMPILED_FILE: compile_forest(files[MODEL_FILE]), CHECK_ROWS_FILE: rows.getvalue()}
+    return files | compiled, {"target": host_target(), "tolerance": TOLERANCE}
+
+
 def publish(
     store: ServingStore, version: str, files: dict[str, bytes], **metadata: Any
 ) -> dict[str, Any]:
-    """Make ``version`` the served model: verify the bundle loads, write its files, then move
-    the pointer. Re-publishing the same bundle is a no-op; a different bundle under an existing
-    version is refused."""
-    manifest = manifest_for(version, files, **metadata)
-    ServingModel.from_files(files, manifest)  # refuse a bundle the scorer would refuse
+    """Make ``version`` the served model: verify the bundle loads, compile it, check the
+    compiled model against the text model, write the files, then move the pointer.
+    Re-publishing the same bundle is a no-op; a different bundle under an existing version
+    is refused."""
+    source = {name: files[name] for name in BUNDLE_FILES}
+    ServingModel.from_files(source, {})  # refuse a bundle the scorer would refuse
     if store.exists(version_key(version, MANIFEST_FILE)):
-        existing = json.loads(store.read(version_key(version, MANIFEST_FILE)))
-        if existing.get("checksum") != manifest["checksum"]:
+        manifest = json.loads(store.read(version_key(version, MANIFEST_FILE)))
+        if any(
+            manifest.get("files", {}).get(name, {}).get("sha256") != sha256(data)
+            for name, data in source.items()
+        ):
             raise CtrModelError(
                 f"{store.describe()} already holds a different version {version} (was the "
                 "model registry reset?): remove that version's folder or push another version"
             )
-        manifest = existing
     else:
-        for name in BUNDLE_FILES:
-            store.write(version_key(version, name), files[name])
+        bundle, compiled = compiled_bundle(source)
+        manifest = manifest_for(version, bundle, compiled=compiled, **metadata)
+        model = ServingModel.from_files(bundle, manifest)
+        if model.compiled is None:
+            raise CtrModelError(
+                f"version {version} was not published: {model.fallback_reason}; the compiler "
+                "or its output is broken on this machine (the served version is unchanged)"
+            )
+        for name, data in bundle.items():
+            store.write(version_key(version, name), data)
         store.write(version_key(version, MANIFEST_FILE), json.dumps(manifest, indent=1).encode())
     _point_to(store, version)
     return manifest

@@ -9,18 +9,23 @@ training and serving compute the same features from the same tables. Three kinds
   (impressions + strength)``, from the counts frozen at the end of the training data.
 
 A specification carries a ``format`` number; a scorer refuses a format (or a feature kind) it
-does not know instead of guessing.
+does not know instead of guessing. ``Encoder`` turns requests into the model's matrix with one
+dictionary per request field, built once: a batch is encoded column by column (dictionary
+lookups in C, NumPy gathers), a single request straight into a reusable row buffer.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, TypeVar
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ml.errors import RequestError, SpecMismatch
 
@@ -28,7 +33,6 @@ FORMAT = 1
 KINDS = ("categorical", "numeric", "smoothed_ctr")
 
 _Number = TypeVar("_Number", float, np.ndarray)
-Batch = Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]]
 
 
 @dataclass(frozen=True)
@@ -122,43 +126,239 @@ class FeatureSpec:
         return Encoder(self)
 
 
+class _StringField:
+    """One string request field: its dictionary (value → row of ``values``) and the features
+    it feeds. Row ``unknown`` of ``values`` holds each feature's default."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.positions: list[int] = []
+        self._features: list[Feature] = []
+
+    def add(self, position: int, feature: Feature) -> None:
+        self.positions.append(position)
+        self._features.append(feature)
+
+    def freeze(self) -> None:
+        keys = sorted(
+            {
+                v
+                for f in self._features
+                for v in (f.vocabulary if f.kind == "categorical" else f.counts)
+            }
+        )
+        self.codes = {key: code for code, key in enumerate(keys)}
+        self.unknown = len(keys)
+        self.values = np.empty((len(keys) + 1, len(self._features)))
+        for k, f in enumerate(self._features):
+            if f.kind == "categorical":
+                index = {value: float(i) for i, value in enumerate(f.vocabulary)}
+                self.values[:, k] = [index.get(key, math.nan) for key in keys] + [math.nan]
+            else:
+                ctr = [f.smoothed(*f.counts[key]) if key in f.counts else f.prior for key in keys]
+                self.values[:, k] = [*ctr, f.prior]
+        # The single-request path: value → the features' numbers, as Python floats.
+        self.entries = {key: tuple(self.values[code].tolist()) for key, code in self.codes.items()}
+        self.default = tuple(self.values[self.unknown].tolist())
+        self.slots = tuple(self.positions)
+        # The batch path: per feature, its column position and its number for each code.
+        self.columns = tuple(
+            (position, np.ascontiguousarray(self.values[:, k]))
+            for k, position in enumerate(self.positions)
+        )
+        self._value_set = pa.array(keys, type=pa.string())
+
+    def codes_of(self, column: Any, rows: int) -> tuple[np.ndarray, int]:
+        """Each row's code (``unknown`` for a missing or unknown value), and how many are."""
+        if _is_arrow(column):
+            array = _arrow(column)
+            if pa.types.is_null(array.type):
+                return np.full(rows, self.unknown), rows
+            if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+                raise RequestError(f"{self.name} must be strings, got an Arrow {array.type} column")
+            found = pc.index_in(array, value_set=self._value_set)
+            codes = found.fill_null(self.unknown).to_numpy()
+            return np.asarray(codes, dtype=np.intp), found.null_count
+        values = column if isinstance(column, list | tuple) else np.asarray(column, dtype=object)
+        try:  # dict lookups in C (map), no Python object per row
+            codes = np.fromiter(
+                map(self.codes.get, values, repeat(self.unknown)), dtype=np.intp, count=rows
+            )
+        except TypeError:
+            raise RequestError(f"{self.name} must be strings, got an unhashable value") from None
+        unknown = np.flatnonzero(codes == self.unknown)
+        for row in unknown:  # rare: check that they are strings
+            _check_string(self.name, values[row])
+        return codes, len(unknown)
+
+
+def _check_string(name: str, value: Any) -> None:
+    if not (value is None or isinstance(value, str) or _is_nan(value)):
+        raise RequestError(f"{name} must be a string, got {type(value).__name__} {value!r}")
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and value != value
+
+
+def is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | bytes | int | float | np.generic)
+
+
+def _is_arrow(column: Any) -> bool:
+    """An Arrow array, or a pandas column backed by one (pandas' default for strings)."""
+    return isinstance(column, pa.Array | pa.ChunkedArray) or hasattr(
+        getattr(column, "array", column), "__arrow_array__"
+    )
+
+
+def _arrow(column: Any) -> pa.Array | pa.ChunkedArray:
+    if isinstance(column, pa.Array | pa.ChunkedArray):
+        return column
+    return pa.array(getattr(column, "array", column))
+
+
+def _numbers(name: str, column: Any, rows: int) -> np.ndarray:
+    """A numeric column as float64, missing values as NaN; strings or other types refused."""
+    _check_length(name, column, rows)
+    if _is_arrow(column):
+        array = _arrow(column)
+        if not (
+            pa.types.is_integer(array.type)
+            or pa.types.is_floating(array.type)
+            or pa.types.is_null(array.type)
+        ):
+            raise RequestError(f"{name} must be numbers, got an Arrow {array.type} column")
+        if pa.types.is_null(array.type):
+            return np.full(len(array), math.nan)
+        return np.asarray(array.to_numpy(zero_copy_only=False), dtype=np.float64)
+    values = np.asarray(column)
+    if values.dtype.kind == "O":  # None among the numbers (rare): missing
+        values = np.asarray([math.nan if v is None else v for v in values])
+    if values.dtype.kind not in "iuf":
+        raise RequestError(f"{name} must be numbers, got {values.dtype} values")
+    return values.astype(np.float64, copy=False)
+
+
 class Encoder:
-    """Turns requests into the float matrix the model was trained on (lookup tables built once)."""
+    """Requests to the float64 matrix the model was trained on, with dictionaries built once.
+
+    A missing value (absent field, None, NaN) or a value the spec does not know is encoded as
+    the feature's default and reported in the counts ``encode`` returns: categorical and
+    numeric features missing (LightGBM's missing branch), a smoothed CTR the prior. A value of
+    the wrong type (a number for a string field, a string for a numeric one) is refused with a
+    ``RequestError`` naming the field.
+    """
 
     def __init__(self, spec: FeatureSpec) -> None:
         self.spec = spec
-        self._lookups: list[tuple[str, str, dict[str, float], float]] = []
-        for f in spec.features:
-            if f.kind == "categorical":
-                table = {value: float(i) for i, value in enumerate(f.vocabulary)}
-                self._lookups.append((f.kind, f.source, table, math.nan))
-            elif f.kind == "smoothed_ctr":
-                table = {value: f.smoothed(*counts) for value, counts in f.counts.items()}
-                self._lookups.append((f.kind, f.source, table, f.prior))
+        self.width = len(spec.features)
+        strings: dict[str, _StringField] = {}
+        numbers: dict[str, list[int]] = {}
+        for position, feature in enumerate(spec.features):
+            if feature.kind == "numeric":
+                numbers.setdefault(feature.source, []).append(position)
             else:
-                self._lookups.append((f.kind, f.source, {}, math.nan))
+                strings.setdefault(feature.source, _StringField(feature.source)).add(
+                    position, feature
+                )
+        both = sorted(set(strings) & set(numbers))
+        if both:
+            raise SpecMismatch(f"request fields {both} feed both numeric and string features")
+        for string_field in strings.values():
+            string_field.freeze()
+        self._strings = tuple(strings.values())
+        self._numbers = tuple((name, tuple(positions)) for name, positions in numbers.items())
+        # For one request: per feature, the request value's number; the field's first
+        # feature counts a default.
+        self._per_feature: tuple[tuple[str, dict[Any, float], float, int, bool], ...] = tuple(
+            (f.name, {key: values[k] for key, values in f.entries.items()}, f.default[k], p, k == 0)
+            for f in self._strings
+            for k, p in enumerate(f.slots)
+        )
+        self._numeric = tuple((name, p) for name, slots in self._numbers for p in slots)
 
-    def encode(self, batch: Batch) -> np.ndarray:
-        """A ``(rows, features)`` float64 matrix for a list of requests or a dict of columns."""
-        columns = _columns(batch, self.spec.request_fields)
-        rows = len(columns[self.spec.request_fields[0]])
-        matrix = np.empty((rows, len(self._lookups)), dtype=np.float64)
-        for j, (kind, source, table, default) in enumerate(self._lookups):
-            values = columns[source]
-            if kind == "numeric":
-                matrix[:, j] = np.asarray(values, dtype=np.float64)
+    def encode(self, columns: Mapping[str, Any], rows: int) -> tuple[np.ndarray, dict[str, int]]:
+        """A ``(rows, features)`` matrix from columns (sequences, NumPy or Arrow arrays, pandas
+        Series), a single value standing for every row; and how many values of each field
+        were answered with the default."""
+        matrix = np.empty((rows, self.width))
+        defaulted: dict[str, int] = {}
+        for string in self._strings:
+            column = columns.get(string.name)
+            if is_scalar(column):
+                entry, was_default = _lookup(string.name, string.entries, string.default, column)
+                for position, number in zip(string.slots, entry, strict=True):
+                    matrix[:, position] = number
+                if was_default:
+                    defaulted[string.name] = rows
+                continue
+            _check_length(string.name, column, rows)
+            codes, unknown = string.codes_of(column, rows)
+            for position, numbers in string.columns:
+                matrix[:, position] = numbers[codes]
+            if unknown:
+                defaulted[string.name] = unknown
+        for name, slots in self._numbers:
+            column = columns.get(name)
+            if is_scalar(column):
+                number = _number(name, column)
+                values: float | np.ndarray = number
+                missing = rows if number != number else 0
             else:
-                matrix[:, j] = [table.get(v, default) for v in values]
-        return matrix
+                values = _numbers(name, column, rows)
+                missing = int(np.count_nonzero(np.isnan(values)))
+            for position in slots:
+                matrix[:, position] = values
+            if missing:
+                defaulted[name] = missing
+        return matrix, defaulted
+
+    def encode_one(self, request: Mapping[str, Any], row: Any) -> list[str] | None:
+        """Write one request's features into ``row`` (any buffer indexable by position);
+        the fields answered with their default, or None. Plain dictionary lookups and stores,
+        one per feature: this is the per-request path."""
+        defaulted = None
+        get = request.get
+        try:
+            for name, numbers, default, position, counts in self._per_feature:
+                number = numbers.get(get(name))
+                if number is None:
+                    number, was_default = _lookup(name, numbers, default, get(name))
+                    if was_default and counts:
+                        defaulted = [*(defaulted or ()), name]
+                row[position] = number
+        except TypeError:  # an unhashable value: say which field
+            for name, *_ in self._per_feature:
+                _check_string(name, get(name))
+            raise
+        for name, position in self._numeric:
+            value = get(name)
+            if type(value) is not float and type(value) is not int:
+                value = _number(name, value)
+            if value != value:
+                defaulted = [*(defaulted or ()), name]
+            row[position] = value
+        return defaulted
 
 
-def _columns(batch: Batch, fields: list[str]) -> dict[str, Sequence[Any]]:
-    if isinstance(batch, Mapping) or hasattr(batch, "columns"):  # columns, or a DataFrame
-        missing = [name for name in fields if name not in batch]
-        if missing:
-            raise RequestError(f"the batch lacks {', '.join(missing)}: the model needs {fields}")
-        return {name: batch[name] for name in fields}  # type: ignore[call-overload]
-    try:
-        return {name: [request[name] for request in batch] for name in fields}
-    except KeyError as error:
-        raise RequestError(f"a request lacks {error.args[0]!r}: the model needs {fields}") from None
+def _lookup(name: str, entries: Mapping[str, Any], default: Any, value: Any) -> tuple[Any, bool]:
+    """The slow path of a string field: a ``str`` subclass, or a missing, unknown or
+    wrongly typed value."""
+    if isinstance(value, str) and value in entries:
+        return entries[value], False
+    _check_string(name, value)
+    return default, True
+
+
+def _number(name: str, value: Any) -> float:
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise RequestError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
+def _check_length(name: str, column: Any, rows: int) -> None:
+    if len(column) != rows:
+        raise RequestError(f"{name} has {len(column)} values but the batch has {rows} rows")

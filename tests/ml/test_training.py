@@ -75,7 +75,7 @@ def test_training_and_serving_encode_requests_alike(trained):
     """Everything but the historical CTRs (which serving freezes) is the same computation."""
     model = ServingModel.from_files(trained.files, {})
     rows = trained.history.tail(500)
-    served = model.encoder.encode(rows.to_dict("records"))
+    served, _ = model.encoder.encode(rows, len(rows))
     training = training_matrix(trained.history, model.spec, DELAY).tail(500).to_numpy()
     same = [i for i, f in enumerate(model.spec.features) if f.kind != "smoothed_ctr"]
     assert np.array_equal(served[:, same], training[:, same], equal_nan=True)

@@ -1,0 +1,134 @@
+"""The scorer's request paths: one request, a batch in every accepted form, candidate ranking;
+missing or unknown values answered with the documented default and counted; wrongly typed
+values refused with the field named."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from ml.errors import RequestError
+from ml.scorer import CtrScorer, ServingModel
+from ml.serving import publish
+from ml.store import LocalServingStore
+
+AD_FIELDS = ("advertiser_id", "campaign_id", "line_item_id", "creative_id", "ad_size")
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory, trained):
+    store = LocalServingStore(tmp_path_factory.mktemp("serving") / "ctr_model")
+    publish(store, "1", trained.files)
+    return store
+
+
+@pytest.fixture
+def scorer(published):
+    scorer = CtrScorer(published, reload_interval=3600)
+    assert scorer.status()["engine"] == "compiled"
+    return scorer
+
+
+@pytest.fixture
+def rows(trained, scorer):
+    return trained.holdout.head(300)[scorer.model.spec.request_fields]
+
+
+def test_every_batch_form_scores_like_single_requests(scorer, rows):
+    singles = np.array([scorer.score(r) for r in rows.to_dict("records")])
+    forms = {
+        "list of requests": rows.to_dict("records"),
+        "columns of lists": {c: rows[c].tolist() for c in rows.columns},
+        "DataFrame": rows,
+        "Arrow columns": {c: pa.array(rows[c].tolist()) for c in rows.columns},
+        "NumPy columns": {c: rows[c].to_numpy() for c in rows.columns},
+    }
+    for form, batch in forms.items():
+        assert np.allclose(scorer.score_batch(batch), singles, rtol=0, atol=1e-12), form
+    assert scorer.status()["defaulted"] == {}
+    assert len(scorer.score_batch({c: [] for c in rows.columns})) == 0
+
+
+def test_candidate_ranking_scores_each_ad_in_the_request_context(scorer, rows):
+    request = rows.iloc[0].to_dict()
+    context = {k: v for k, v in request.items() if k not in AD_FIELDS}
+    candidates = {k: rows[k].tolist() for k in AD_FIELDS}
+    ranked = scorer.score_candidates(context, candidates)
+    one_by_one = [scorer.score(context | ad) for ad in rows[list(AD_FIELDS)].to_dict("records")]
+    assert np.allclose(ranked, one_by_one, rtol=0, atol=1e-12)
+    assert len(set(ranked.round(12))) > 1  # the ads really differ
+
+
+def test_missing_and_unknown_values_get_the_documented_default_and_are_counted(
+    scorer, rows, trained
+):
+    spec = scorer.model.spec
+    request = rows.iloc[0].to_dict()
+    degraded = request | {"creative_id": "cr-never-seen", "hour_of_day": None}
+    del degraded["country"]
+    # The documented defaults: a categorical and a numeric feature missing, a CTR the prior.
+    defaults = {}
+    for f in spec.features:
+        if f.source in ("creative_id", "hour_of_day", "country"):
+            defaults[f.name] = f.prior if f.kind == "smoothed_ctr" else math.nan
+    encoded, _ = scorer.model.encoder.encode({k: [v] for k, v in request.items()}, 1)
+    for position, f in enumerate(spec.features):
+        if f.name in defaults:
+            encoded[0, position] = defaults[f.name]
+    text_model = ServingModel.from_files(trained.files, {})
+    expected = text_model.booster.predict(encoded)[0]
+
+    assert scorer.score(degraded) == pytest.approx(expected, abs=1e-9)
+    batch = {k: [v, v] for k, v in degraded.items()}
+    assert np.allclose(scorer.score_batch(batch), expected, rtol=0, atol=1e-9)
+    assert scorer.status()["defaulted"] == {"creative_id": 3, "hour_of_day": 3, "country": 3}
+    # pandas' missing marker, and a whole field absent from a columnar batch
+    assert scorer.score(request | {"country": float("nan")}) == scorer.score(
+        request | {"country": None}
+    )
+    assert scorer.status()["defaulted"]["country"] == 5
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"hour_of_day": "13"}, "hour_of_day must be a number, got str '13'"),
+        ({"hour_of_day": True}, "hour_of_day must be a number, got bool"),
+        ({"creative_id": 17}, "creative_id must be a string, got int 17"),
+        ({"creative_id": ["cr-00017"]}, "creative_id must be a string, got list"),
+    ],
+)
+def test_a_wrongly_typed_request_is_refused_naming_the_field(scorer, rows, change, message):
+    request = rows.iloc[0].to_dict() | change
+    with pytest.raises(RequestError, match=message):
+        scorer.score(request)
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        ({"hour_of_day": ["13", "14"]}, "hour_of_day must be numbers"),
+        ({"hour_of_day": pa.array(["13", "14"])}, "hour_of_day must be numbers, got an Arrow"),
+        ({"creative_id": pa.array([1, 2])}, "creative_id must be strings, got an Arrow int64"),
+        ({"creative_id": ["cr-00017", 2]}, "creative_id must be a string, got int 2"),
+        ({"creative_id": ["cr-00017"]}, "creative_id has 1 values but the batch has 2 rows"),
+    ],
+)
+def test_a_wrongly_typed_batch_is_refused_naming_the_field(scorer, rows, column, message):
+    batch = {c: rows[c].head(2).tolist() for c in rows.columns} | column
+    with pytest.raises(RequestError, match=message):
+        scorer.score_batch(batch)
+
+
+def test_malformed_batches_and_requests_are_refused(scorer):
+    with pytest.raises(RequestError, match="a request is a mapping of fields, not list"):
+        scorer.score(["cr-00017"])  # type: ignore[arg-type]
+    with pytest.raises(RequestError, match="request 1 of the batch is a str"):
+        scorer.score_batch([{}, "creative_id"])
+    with pytest.raises(RequestError, match="the batch has no column of any request field"):
+        scorer.score_batch({"creative_id": "cr-00017"})
+    with pytest.raises(RequestError, match="the context is a mapping of fields, not str"):
+        scorer.score_candidates("pub-003", {"creative_id": ["cr-00017"]})  # type: ignore[arg-type]
