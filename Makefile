@@ -15,7 +15,7 @@ help: ## List the targets
 setup: $(STAMP) ## Install what the lakehouse needs: system packages, Python env, broker jars (idempotent)
 	@$(BIN)/adplatform stack install
 
-tools: setup ## Build the provisioning tools (OpenTofu, Helm, kubectl, hcloud provider) into .tools/
+tools: setup ## Build the provisioning tools (OpenTofu, Helm, kubectl, hcloud provider, a local Kubernetes control plane and kwok) into .tools/
 	@infra/tools/build-tools.sh
 
 $(STAMP): pyproject.toml requirements.lock infra/local/system-packages.sh
