@@ -22,7 +22,7 @@ import pytest
 
 from adplatform.airflow_client import AirflowClient
 from adplatform.localstack import LocalStack
-from adplatform.provisioning.cluster import CRASH_LOOP_LABEL, FAILING_POD_LABEL, LocalCluster
+from adplatform.provisioning.cluster import CRASH_LOOP_LABEL, LocalCluster
 from adplatform.provisioning.commands import Command
 from adplatform.provisioning.manifest import load_manifest
 from adplatform.provisioning.releases import helm_env
@@ -173,7 +173,6 @@ class ChartMirror:
     # Versions built from the real charts for the upgrade tests, each a patch above the pin.
     clickhouse_next: str  # clickhouse, unchanged but for its version
     cert_manager_crash_loop: str  # the controller's pods never become ready
-    cert_manager_failing_job: str  # installs fine, then a Job of the release fails
     # The pinned cilium archive rebuilt with its operator's pods never ready: a test puts it in
     # the mirror in place of the real one (a bad build served under the pinned version).
     broken_cilium: Path
@@ -208,29 +207,6 @@ def crash_loop(template: str, anchor: str) -> Callable[[Path], None]:
     return change
 
 
-def _failing_job(chart: Path) -> None:
-    (chart / "templates" / "adplatform-failing-check.yaml").write_text(
-        f"""apiVersion: batch/v1
-kind: Job
-metadata:
-  name: {{{{ .Release.Name }}}}-failing-check
-  namespace: {{{{ .Release.Namespace }}}}
-spec:
-  backoffLimit: 0
-  template:
-    metadata:
-      labels:
-        {FAILING_POD_LABEL}: "true"
-    spec:
-      restartPolicy: Never
-      containers:
-        - name: check
-          image: busybox:1.37
-          command: ["false"]
-"""
-    )
-
-
 @pytest.fixture(scope="session")
 def chart_mirror(stack_settings: Settings) -> ChartMirror:
     """The session's chart mirror (ADP_HELM_CHART_MIRROR of the stack): every real upstream
@@ -246,7 +222,7 @@ def chart_mirror(stack_settings: Settings) -> ChartMirror:
         if not link.exists():
             link.symlink_to(archive)
     broken = mirror.parent / f"{mirror.name}-broken"
-    versions = ChartMirror(mirror, "0.3.7", "v1.19.2", "v1.19.3", broken / "cilium-1.18.4.tgz")
+    versions = ChartMirror(mirror, "0.3.7", "v1.19.2", broken / "cilium-1.18.4.tgz")
     controller = crash_loop("deployment.yaml", "        {{- with .Values.podLabels }}")
     operator = crash_loop(
         "cilium-operator/deployment.yaml", "        app.kubernetes.io/name: cilium-operator\n"
@@ -254,7 +230,6 @@ def chart_mirror(stack_settings: Settings) -> ChartMirror:
     builds = [
         ("clickhouse-0.3.6.tgz", versions.clickhouse_next, mirror, lambda _: None),
         ("cert-manager-v1.19.1.tgz", versions.cert_manager_crash_loop, mirror, controller),
-        ("cert-manager-v1.19.1.tgz", versions.cert_manager_failing_job, mirror, _failing_job),
         ("cilium-1.18.4.tgz", "1.18.4", broken, operator),
     ]
     for source, version, into, change in builds:

@@ -173,29 +173,6 @@ def test_an_upgrade_whose_helm_wait_fails_is_rolled_back(
     assert history[-1]["chart"] == "cert-manager-v1.19.1"
 
 
-def test_an_upgrade_that_fails_its_health_gate_afterwards_is_rolled_back(
-    cluster, platform_admin, chart_mirror, stack_settings
-):
-    """helm is satisfied (it does not wait for Jobs), but a Job of the new release fails: the
-    gate sees it and the release goes back to the revision before the upgrade."""
-    run_id = upgrade(platform_admin, chart_mirror.cert_manager_failing_job)
-
-    assert platform_admin.run(UPGRADE, run_id)["state"] == "failed"
-    assert platform_admin.xcom(UPGRADE, run_id, "upgrade")["error"] == ""
-    gate = platform_admin.xcom(UPGRADE, run_id, "health_gate")
-    assert gate["healthy"] is False and gate["checked"] is True
-    assert any("Job cert-manager/cert-manager-failing-check: failed" in d for d in gate["details"])
-    [entry] = recorded(stack_settings, run_id)
-    assert (entry["outcome"], entry["previous_revision"], entry["failed_revision"]) == (
-        "rolled back",
-        3,
-        4,
-    )
-    history = helm_history(cluster, stack_settings, "cert-manager")
-    assert history[-1]["description"] == "Rollback to 3"
-    assert history[-1]["chart"] == "cert-manager-v1.19.1"
-
-
 def test_drift_names_a_patched_object_and_a_release_upgraded_outside_airflow(
     cluster, platform_admin, stack_settings
 ):

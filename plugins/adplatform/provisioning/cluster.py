@@ -42,9 +42,8 @@ NODES = {
     "local-agent-2": {"adplatform.io/pool": "agent"},
 }
 NODE_CAPACITY = {"cpu": "16", "memory": "64Gi", "pods": "110", "ephemeral-storage": "200Gi"}
-# Labels the failure tests set on a release's pods: kwok's chaos stage fails a Running pod that
-# carries the first ("true"), the project's stage keeps one with the second in CrashLoopBackOff.
-FAILING_POD_LABEL = "pod-container-running-failed.stage.kwok.x-k8s.io"
+# The label the failure tests set on a release's pods: the project's kwok stage keeps them in
+# CrashLoopBackOff.
 CRASH_LOOP_LABEL = ("adplatform.io/simulate", "crash-loop")
 
 
