@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from adplatform.events.generator import TrafficConfig
 from adplatform.events.producer import produce_traffic
 from adplatform.ingest.commitlog import PartitionLog
 from adplatform.lakehouse.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
-from adplatform.localstack import LocalStack
+from adplatform.localstack import LocalStack, free_port
 from adplatform.settings import Settings, load_settings
 
 ADPLATFORM = str(Path(sys.executable).parent / "adplatform")
@@ -202,21 +201,6 @@ def soak(
     )
 
 
-def _free_ports(span: int) -> int:
-    """A port p such that p .. p+span-1 are free now."""
-    while True:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        try:
-            for offset in range(span):
-                with socket.socket() as other:
-                    other.bind(("127.0.0.1", port + offset))
-            return port
-        except OSError:
-            continue
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__)
     parser.add_argument("--worker-kills", type=int, default=100)
@@ -226,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="also write the report here (JSON)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="adplatform-soak-") as root:
-        stack = cluster(Path(root) / "cluster", (_free_ports(3), _free_ports(3)))
+        stack = cluster(Path(root) / "cluster", (free_port(span=3), free_port(span=3)))
         try:
             print("soak: starting a three-node cluster", flush=True)
             stack.up(["kafka"])

@@ -28,10 +28,9 @@ from adplatform.events.generator import TrafficConfig
 from adplatform.events.producer import produce_traffic
 from adplatform.ingest.commitlog import PartitionLog
 from adplatform.lakehouse.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
-from adplatform.localstack import LocalStack
+from adplatform.localstack import LocalStack, free_port
 from adplatform.settings import Settings, load_settings
 from benchmarks.soak import cluster
-from tests.conftest import free_port
 
 ADPLATFORM = str(Path(sys.executable).parent / "adplatform")
 PARTITIONS = 4
