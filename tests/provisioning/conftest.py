@@ -173,9 +173,6 @@ class ChartMirror:
     # Versions built from the real charts for the upgrade tests, each a patch above the pin.
     clickhouse_next: str  # clickhouse, unchanged but for its version
     cert_manager_crash_loop: str  # the controller's pods never become ready
-    # The pinned cilium archive rebuilt with its operator's pods never ready: a test puts it in
-    # the mirror in place of the real one (a bad build served under the pinned version).
-    broken_cilium: Path
 
 
 def repackage(
@@ -221,16 +218,11 @@ def chart_mirror(stack_settings: Settings) -> ChartMirror:
         link = mirror / archive.name
         if not link.exists():
             link.symlink_to(archive)
-    broken = mirror.parent / f"{mirror.name}-broken"
-    versions = ChartMirror(mirror, "0.3.7", "v1.19.2", broken / "cilium-1.18.4.tgz")
+    versions = ChartMirror(mirror, "0.3.7", "v1.19.2")
     controller = crash_loop("deployment.yaml", "        {{- with .Values.podLabels }}")
-    operator = crash_loop(
-        "cilium-operator/deployment.yaml", "        app.kubernetes.io/name: cilium-operator\n"
-    )
     builds = [
         ("clickhouse-0.3.6.tgz", versions.clickhouse_next, mirror, lambda _: None),
         ("cert-manager-v1.19.1.tgz", versions.cert_manager_crash_loop, mirror, controller),
-        ("cilium-1.18.4.tgz", "1.18.4", broken, operator),
     ]
     for source, version, into, change in builds:
         if not (into / f"{source.rsplit('-', 1)[0]}-{version}.tgz").exists():
@@ -253,7 +245,10 @@ def local_cluster(stack_settings: Settings) -> Iterator[LocalCluster]:
 
 
 @pytest.fixture(scope="module")
-def admin(airflow_server: Settings, local_stack: LocalStack) -> Iterator[AirflowClient]:
+def admin(
+    airflow_server: Settings, local_stack: LocalStack, chart_mirror: ChartMirror
+) -> Iterator[AirflowClient]:
+    # The DAGs' tasks read the stack's chart mirror: it must be filled before any run.
     client = local_stack.services["airflow"].client()
     client.wait_for_dags([PROVISION, UPGRADE, DRIFT])
     yield client

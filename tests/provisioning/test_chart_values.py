@@ -1,5 +1,5 @@
-"""The values check against the real upstream charts of the chart mirror (ADP_HELM_CHART_MIRROR,
-by default ../shared/charts beside the repository): every component in every environment, and
+"""The values check against the real upstream charts (ADPLATFORM_TEST_CHARTS, by default
+../shared/charts beside the repository): every component in every environment, and
 that it refuses an unknown key, a schema violation, a chart version the mirror lacks and a
 monitor installed before its CRD, naming file, key and fix."""
 
@@ -18,16 +18,20 @@ from adplatform.provisioning.charts import (
 )
 from adplatform.provisioning.commands import helm_upgrade
 from adplatform.provisioning.manifest import load_manifest
-from adplatform.settings import REPO_ROOT, get_settings, load_settings
+from adplatform.settings import get_settings, load_settings
+from tests.provisioning.conftest import UPSTREAM_CHARTS
 
 ENVIRONMENTS = ["local", "staging", "production"]
 
 
 @pytest.fixture(scope="session")
 def mirror() -> str:
-    mirror = load_settings().helm_chart_mirror or str(REPO_ROOT.parent / "shared" / "charts")
-    assert Path(mirror).is_dir(), f"chart mirror {mirror} missing: set ADP_HELM_CHART_MIRROR"
-    return mirror
+    """The upstream charts as released, never the session's test mirror (which the stack's
+    ADP_HELM_CHART_MIRROR names, and which holds versions built for the failure tests)."""
+    assert UPSTREAM_CHARTS.is_dir(), (
+        f"chart mirror {UPSTREAM_CHARTS} missing: set ADPLATFORM_TEST_CHARTS to its directory"
+    )
+    return str(UPSTREAM_CHARTS)
 
 
 @pytest.fixture(scope="session")

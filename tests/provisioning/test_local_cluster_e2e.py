@@ -207,39 +207,3 @@ def test_drift_names_a_patched_object_and_a_release_upgraded_outside_airflow(
     outside = [d["drift"] for d in report["releases"] if d["component"] == "cilium"]
     assert any("revision 2 was made outside Airflow" in d for d in outside), outside
     assert not any("cert-manager-cainjector" in d["drift"] for d in report["releases"])
-
-
-def test_a_failed_wave_is_rolled_back_and_later_waves_do_not_start(
-    cluster, platform_admin, chart_mirror, stack_settings
-):
-    """cilium's last revision was made outside Airflow (the drift test), so provisioning applies
-    it again, from a mirror that now serves a bad build of the pinned chart: its operator never
-    becomes ready, the wave is rolled back to the revision before the run, and cert-manager's
-    wave never starts."""
-    cilium = load_manifest(with_values=False).component("cilium")
-    served = chart_mirror.path / f"cilium-{cilium.version}.tgz"
-    real = served.readlink()
-    served.unlink()
-    served.symlink_to(chart_mirror.broken_cilium)
-    try:
-        run_id = provision(platform_admin, COMPONENTS)
-    finally:
-        served.unlink()
-        served.symlink_to(real)
-
-    assert platform_admin.run(PROVISION, run_id)["state"] == "failed"
-    states = platform_admin.task_states(PROVISION, run_id)
-    failed = next(number for number, wave in enumerate(WAVES) if "cilium" in wave)
-    assert states[f"wave_{failed}.deploy"] == "failed", states
-    later = {
-        t: s
-        for t, s in states.items()
-        if t.startswith("wave_") and int(t[5:].split(".")[0]) > failed
-    }
-    assert later and set(later.values()) == {"upstream_failed"}, states
-    [entry] = recorded(stack_settings, run_id)
-    assert (entry["component"], entry["outcome"]) == ("cilium", "rolled back")
-    assert (entry["previous_revision"], entry["failed_revision"]) == (2, 3)
-    assert entry["reason"].startswith("helm upgrade --install failed:")
-    history = helm_history(cluster, stack_settings, "cilium")
-    assert history[-1]["description"] == "Rollback to 2" and history[-1]["status"] == "deployed"
