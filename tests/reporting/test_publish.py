@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime, timedelta
 
 import pyarrow.parquet as pq
 import pytest
@@ -19,6 +20,7 @@ from adplatform.clickhouse.publish import (
     publish_dimensions,
     publish_facts,
     read_gold_day,
+    staging_table,
     verify_day,
 )
 from adplatform.lakehouse.tables import GOLD_HOURLY_PERFORMANCE
@@ -177,15 +179,22 @@ def test_a_day_whose_gold_hours_all_disappear_is_cleared(client, lake):
     assert [r.totals.rows for r in publish_facts(client, lake, [D0])] == [0]
 
 
-def test_a_publish_leaves_another_publishers_staging_table_alone(client, lake):
-    # Another publisher (the CLI while the DAG runs) is filling its staging table for D0.
-    theirs = f"{FACT_TABLE}_staging_{D0:%Y%m%d}"
-    client.command(f"CREATE TABLE {theirs} AS {FACT_TABLE}")
-    client.command(f"INSERT INTO {theirs} (event_date, impressions) VALUES ('{D0}', 7)")
+def test_a_publish_leaves_another_publishers_staging_table_alone_and_drops_abandoned_ones(
+    client, lake
+):
+    # Another publisher (the CLI while the DAG runs) is filling its staging table for D0; one
+    # killed a day ago (kill -9: no cleanup) left its own behind.
+    now = datetime.now(UTC)
+    theirs = staging_table(D0, now - timedelta(minutes=5))
+    abandoned = staging_table(D0, now - timedelta(days=1))
+    for table in (theirs, abandoned):
+        client.command(f"CREATE TABLE {table} AS {FACT_TABLE}")
+        client.command(f"INSERT INTO {table} (event_date, impressions) VALUES ('{D0}', 7)")
 
     publish_facts(client, lake)
 
     assert client.query(f"SELECT sum(impressions) FROM {theirs}").result_rows == [(7,)]
+    assert client.query(f"EXISTS TABLE {abandoned}").result_rows == [(0,)]
     assert_clickhouse_equals_gold(client, lake)
 
 

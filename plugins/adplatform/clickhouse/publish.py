@@ -8,7 +8,9 @@ starts its staging table afresh. Which days to publish is derived from the durab
 a day is published when the fingerprint of its Gold files differs from the one recorded in
 ``adplatform.publish_log`` at its last publish, and a day ClickHouse holds whose Gold hours have
 all gone (a rebuild emptied them) is cleared. Each publish stages in a table of its own, so two
-publishers on one server (the CLI and the DAG) never touch each other's.
+publishers on one server (the CLI and the DAG) never touch each other's; a staging table whose
+publisher was killed before dropping it is dropped by the next publish once it is
+``STAGING_ABANDONED_AFTER`` old (its name carries its start time).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +47,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FACT_TABLE = f"{DATABASE}.hourly_performance"
+_STAGING = "staging"
+# Far longer than any one day's publish: a staging table this old has lost its publisher.
+STAGING_ABANDONED_AFTER = timedelta(hours=6)
 MEASURES = (*GOLD_COUNTS, "spend_micros", "revenue_micros")
 FACT_COLUMNS = ("event_date", "event_hour", *GOLD_DIMENSIONS, *MEASURES)
 
@@ -210,9 +215,7 @@ def publish_day(client: Client, day: GoldDay) -> DayResult:
     fingerprint = day.fingerprint  # before reading: a file rewritten meanwhile republishes next run
     rows = read_gold_day(day)
     expected = gold_totals(rows)
-    # Identifiers cannot be bound; this one is built from constants, a date and a random suffix
-    # (this publish's own), never from input.
-    staging = f"{FACT_TABLE}_staging_{day.event_date:%Y%m%d}_{uuid.uuid4().hex}"
+    staging = staging_table(day.event_date, datetime.now(UTC))
     client.command(f"CREATE TABLE {staging} AS {FACT_TABLE}")
     try:
         if rows.num_rows:
@@ -255,6 +258,33 @@ def publish_day(client: Client, day: GoldDay) -> DayResult:
     return DayResult(day.event_date, hours, expected, time.perf_counter() - started)
 
 
+def staging_table(event_date: date, started: datetime) -> str:
+    """A publish's own staging table. Identifiers cannot be bound; this one is built from
+    constants, a date, a time and a random suffix, never from input."""
+    return (
+        f"{FACT_TABLE}_{_STAGING}_{event_date:%Y%m%d}_{int(started.timestamp())}_{uuid.uuid4().hex}"
+    )
+
+
+def drop_abandoned_staging(client: Client, now: datetime) -> list[str]:
+    """Drop the staging tables of publishes killed before their cleanup (``kill -9``, OOM):
+    those started ``STAGING_ABANDONED_AFTER`` ago. Tables named otherwise are left alone."""
+    prefix = f"{FACT_TABLE.split('.')[1]}_{_STAGING}_"
+    names = client.query(
+        "SELECT name FROM system.tables"
+        " WHERE database = {db:String} AND startsWith(name, {p:String})",
+        parameters={"db": DATABASE, "p": prefix},
+    ).result_rows
+    cutoff = (now - STAGING_ABANDONED_AFTER).timestamp()
+    dropped = []
+    for (name,) in names:
+        started = name.removeprefix(prefix).split("_")
+        if len(started) == 3 and started[1].isdigit() and int(started[1]) < cutoff:
+            client.command(f"DROP TABLE IF EXISTS {DATABASE}.{name}")
+            dropped.append(name)
+    return dropped
+
+
 def verify_day(client: Client, day: GoldDay) -> Totals:
     """Check that ClickHouse holds exactly the day's Gold rows and sums."""
     expected = gold_totals(read_gold_day(day))
@@ -280,6 +310,8 @@ def publish_facts(
 ) -> list[DayResult]:
     """Publish the changed (or the named) Gold days; refuses a schema behind the migrations."""
     require_current_schema(client)
+    for name in drop_abandoned_staging(client, datetime.now(UTC)):
+        log.warning("dropped %s, left by a publish killed before its cleanup", name)
     results = []
     for day in days_to_publish(client, settings, dates):
         result = publish_day(client, day)
