@@ -29,8 +29,9 @@ the `spark` pool; resources and windows come from `ADP_SPARK_*` / `ADP_TRANSFORM
 - *A Spark task failed*: its log holds the spark-submit output and the Python traceback. The
   run is safe to clear: jobs only write to the run's staging area.
 - *`plan` skipped everything*: no Bronze hour changed since the last published run.
-- *Numbers look stale*: events arriving later than `ADP_TRANSFORM_LATE_WINDOW_MINUTES` after
-  their hour's first event stay in Bronze only; see `too_late` in the `bronze_to_silver` log.
+- *Numbers look stale*: events that reached the broker later than
+  `ADP_TRANSFORM_LATE_WINDOW_MINUTES` after their hour ended stay in Bronze only (a stalled
+  ingest makes nothing late); see `too_late` in the `bronze_to_silver` log.
 """
 
 from __future__ import annotations

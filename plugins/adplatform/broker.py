@@ -32,8 +32,13 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     retention_ms = str(settings.topic_retention_hours * 3_600_000)
     common = {"retention.ms": retention_ms, "compression.type": "producer"}
     return [
+        # The broker stamps each event as it appends it: the transform's late window is measured
+        # on that clock, which neither a producer's nor a stalled consumer's can move.
         TopicSpec(
-            settings.events_topic, settings.topic_partitions, settings.topic_replication, common
+            settings.events_topic,
+            settings.topic_partitions,
+            settings.topic_replication,
+            common | {"message.timestamp.type": "LogAppendTime"},
         ),
         # Quarantined events keep their raw bytes: keep them four times longer for forensics.
         TopicSpec(

@@ -21,9 +21,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-from confluent_kafka.admin import NewTopic
 
-from adplatform.broker import admin_client
+from adplatform.broker import ensure_topics
 from adplatform.events.generator import TrafficConfig
 from adplatform.events.producer import produce_traffic
 from adplatform.ingest.commitlog import PartitionLog
@@ -38,23 +37,23 @@ PARTITIONS = 4
 
 @pytest.fixture
 def ingest_settings(kafka: Settings, tmp_path: Path) -> Settings:
-    """The session broker, a fresh events topic and dead-letter topic, a private lake, and
-    small batches (many commits, so crashes land in every phase of one)."""
+    """The session broker, a fresh events topic and dead-letter topic (created as the platform
+    creates its topics), a private lake, and small batches (many commits, so crashes land in
+    every phase of one)."""
     name = f"events-{uuid.uuid4().hex[:8]}"
-    admin = admin_client(kafka)
-    futures = admin.create_topics([NewTopic(name, PARTITIONS, 1), NewTopic(f"{name}-dlq", 1, 1)])
-    for future in futures.values():
-        future.result()
-    return load_settings(
+    settings = load_settings(
         data_root=tmp_path / "data",
         kafka_port=kafka.kafka_port,
         kafka_controller_port=kafka.kafka_controller_port,
         events_topic=name,
         dead_letter_topic=f"{name}-dlq",
+        topic_partitions=PARTITIONS,
         ingest_group_id=f"{name}-ingest",
         ingest_batch_events=4_000,
         ingest_batch_seconds=0.5,
     )
+    ensure_topics(settings)
+    return settings
 
 
 def traffic(requests: int, seed: int = 5, malformed_rate: float = 0.01) -> TrafficConfig:

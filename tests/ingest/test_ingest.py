@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
@@ -261,10 +262,23 @@ def test_a_message_near_the_size_limit_is_dead_lettered_cut_and_kept_whole(inges
     assert huge.startswith(letter.value()) and len(letter.value()) < len(huge)
 
 
+def _broker_times(settings) -> dict[tuple[int, int], int]:
+    bronze = read_table(BRONZE_EVENTS.path(settings)).select(
+        ["_partition", "_offset", "_broker_time"]
+    )
+    rows = zip(*(bronze[c].to_pylist() for c in bronze.column_names), strict=True)
+    return {(partition, offset): stamp for partition, offset, stamp in rows}
+
+
 def test_replay_restores_deleted_files_and_never_double_counts(ingest_settings, tmp_path):
+    produced_from = datetime.now(UTC) - timedelta(milliseconds=1)  # stamps are in ms
     ledger = produce(ingest_settings, traffic(6_000), tmp_path)
     options = IngestOptions.from_settings(ingest_settings, until_caught_up=True, max_seconds=60)
     IngestWorker(ingest_settings, options).run()
+    # Each event keeps the time the broker appended it (the topic's log-append time), which
+    # a replay reads again: the transform's late window is measured on it.
+    stamps = _broker_times(ingest_settings)
+    assert produced_from <= min(stamps.values()) <= max(stamps.values()) <= datetime.now(UTC)
     lost = sorted(BRONZE_EVENTS.path(ingest_settings).rglob("*+1+*.parquet"))[:3]
     lost += sorted(QUARANTINE_EVENTS.path(ingest_settings).rglob("*+1+*.parquet"))[:1]
     for path in lost:
@@ -283,6 +297,7 @@ def test_replay_restores_deleted_files_and_never_double_counts(ingest_settings, 
     from_time = replay_partition(ingest_settings, 1, from_time=traffic(1).start)
     assert from_time.ranges == first.ranges
     assert_exactly_once(ingest_settings, ledger)
+    assert _broker_times(ingest_settings) == stamps
     with pytest.raises(IngestError, match=f"has no partition {PARTITIONS}: choose one of 0..3"):
         replay_partition(ingest_settings, PARTITIONS, from_offset=0)
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import NewTopic
+from confluent_kafka.admin import ConfigResource, NewTopic
 
 from adplatform.broker import BrokerUnreachable, admin_client, ensure_topics, topic_specs
 from adplatform.events.generator import TrafficConfig
@@ -23,6 +23,13 @@ def test_topics_are_created_once_with_their_partitions(kafka):
     for spec in topic_specs(kafka):
         assert spec.name in first or spec.name in topics
         assert len(topics[spec.name].partitions) == spec.partitions
+    # The broker stamps each event as it appends it: the transform's late window reads that.
+    admin, events = (
+        admin_client(kafka),
+        ConfigResource(ConfigResource.Type.TOPIC, kafka.events_topic),
+    )
+    config = admin.describe_configs([events])[events].result()
+    assert config["message.timestamp.type"].value == "LogAppendTime"
 
 
 def test_generated_traffic_round_trips_through_the_broker(kafka, tmp_path):
@@ -60,7 +67,8 @@ def test_generated_traffic_round_trips_through_the_broker(kafka, tmp_path):
 
 
 def test_an_unreachable_broker_is_a_clear_error(tmp_path):
-    settings = load_settings(data_root=tmp_path, kafka_port=1)
+    # The bootstrap itself: a session's ADP_KAFKA_BOOTSTRAP would win over a port.
+    settings = load_settings(data_root=tmp_path, kafka_bootstrap="127.0.0.1:1")
     with pytest.raises(BrokerUnreachable, match=r"127.0.0.1:1 is unreachable.*make up"):
         produce_traffic(
             settings, TrafficConfig(start=datetime(2026, 1, 1, tzinfo=UTC)), show_progress=False

@@ -39,14 +39,23 @@ def write_bronze(
     *,
     ingested_at: datetime,
     batch: str,
+    broker_time: datetime | None = None,
+    partition: int = 0,
     first_offset: int = 0,
     without: tuple[str, ...] = (),
 ) -> Delivery:
     """Validate ``payloads`` as of ``ingested_at`` and write one file per partition named
-    ``<batch>.parquet``; ``without`` drops columns (a writer from before a schema version)."""
+    ``<batch>.parquet``, as if read from Kafka ``partition`` where they arrived at
+    ``broker_time`` (default: as they were ingested); ``without`` drops columns (a writer from
+    before a schema version)."""
     validator = Validator()
     now_ms = int(ingested_at.timestamp() * 1000)
-    lineage = {"_topic": TOPIC, "_partition": 0, "_ingested_at": ingested_at}
+    lineage = {
+        "_topic": TOPIC,
+        "_partition": partition,
+        "_ingested_at": ingested_at,
+        "_broker_time": broker_time or ingested_at,
+    }
     partitions: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     rejected = []
     delivery = Delivery()

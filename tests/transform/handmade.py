@@ -282,7 +282,8 @@ E: dict[str, dict[str, Any]] = {
             currency="EUR",
             sim_click_probability=0.03,
         ),
-        # A bid request of 10:45 that reaches Bronze at 15:00: past the late window.
+        # A bid request of 10:45 that reaches the broker at 15:05: past its hour's late window
+        # (11:00 + 4 h).
         event(
             "e19",
             "bid_request",
@@ -366,30 +367,35 @@ E: dict[str, dict[str, Any]] = {
     ]
 }
 
-# Deliveries: (batch, ingested at, event ids, columns the writer lacked). Batch "a" is from a
-# writer that predates schema v2 (no deal_id column); e05 and e02 are delivered twice.
+# Deliveries: (batch, reached the broker and ingested at, event ids, columns the writer lacked).
+# Batch "a" is from a writer that predates schema v2 and the broker-time column (no deal_id, no
+# _broker_time: its ingest time stands in); e05 and e02 are delivered twice.
 DELIVERIES = [
     (
         "a",
         at(30),
         ["e01", "e02", "e03", "e04", "e05", "e06", "e07", "e09", "e10", "e11", "e12"],
-        ("deal_id",),
+        ("deal_id", "_broker_time"),
     ),
     ("b", at(65), ["e08", "e13", "e14", "e15", "e16", "e26", "e25", "e20", "e05", "e02"], ()),
     ("c", at(105), ["e17", "e21", "e23", "e24", "e18", "e27", "e28", "e29", "e30"], ()),
     ("d", at(165), ["e22"], ()),
-    ("e", at(300), ["e19", "e05"], ()),
+    ("e", at(305), ["e19", "e05"], ()),
 ]
 HOURS = [T0, T0 + timedelta(hours=1), T0 + timedelta(hours=2)]
 
 
-def write_handmade_bronze(settings: Settings) -> None:
+def write_handmade_bronze(settings: Settings, *, stalled_until: datetime | None = None) -> None:
+    """The deliveries above; with ``stalled_until``, ingest stalls after the first batch and
+    takes every later one from the broker only then (they reached the broker in time)."""
     offset = 0
-    for batch, ingested_at, ids, without in DELIVERIES:
+    for batch, arrived, ids, without in DELIVERIES:
+        ingested_at = max(arrived, stalled_until) if stalled_until and offset else arrived
         write_bronze(
             settings,
             encode(E[i] for i in ids),
             ingested_at=ingested_at,
+            broker_time=arrived,
             batch=batch,
             first_offset=offset,
             without=without,

@@ -38,8 +38,8 @@ def silver_rows(lake) -> pd.DataFrame:
 
 def test_silver_keeps_each_event_once_and_leaves_out_the_too_late_one(lake):
     silver = silver_rows(lake)
-    # e01..e30 minus e19 (a bid request of 10:45 ingested at 15:00, after its partition's
-    # window closed at 10:30 + 4 h); e02 and e05 were delivered two and three times.
+    # e01..e30 minus e19 (a bid request of 10:45 that reached the broker at 15:05, after its
+    # hour's late window closed at 11:00 + 4 h); e02 and e05 were delivered two and three times.
     assert sorted(silver.index) == sorted(f"e{i:02d}" for i in range(1, 31) if i != 19)
     per_partition = silver.groupby(["event_hour", "event_type"]).size().to_dict()
     assert per_partition == {
@@ -61,7 +61,7 @@ def test_silver_keeps_each_event_once_and_leaves_out_the_too_late_one(lake):
 
 def test_silver_keeps_the_earliest_copy_with_its_lineage(lake):
     silver = silver_rows(lake)
-    # e05 came in batches a (offset 4, 10:30), b (11:05) and e (15:00): batch a's copy wins.
+    # e05 came in batches a (offset 4, 10:30), b (11:05) and e (15:05): batch a's copy wins.
     assert silver.loc["e05", ["_topic", "_partition", "_offset"]].tolist() == ["ad-events", 0, 4]
     assert silver.loc["e05", "_ingested_at"] == ts("10:30:00")
     assert silver.loc["e05", "_source_file"] == (

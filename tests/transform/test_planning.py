@@ -65,11 +65,11 @@ def test_late_events_rebuild_their_hours_within_the_window_only(spark, settings)
     run_transform(spark, settings, "first")
     late = [
         # A click on i4 (10:40) at 10:50, delivered at 12:00: within hour 10's click window
-        # and within the late window (its partition opened at 10:30, closes at 14:30).
+        # and within its late window (which closes at 11:00 + 4 h).
         event(
             "e41", "click", at(50), "r4", "u-3", MOBILE_US | X, impression_id="i4", click_id="c7"
         ),
-        # An impression of 10:55 delivered at 14:45: after the impression partition closed.
+        # An impression of 10:55 that reached the broker at 15:10: after hour 10's late window.
         E["e18"]
         | {
             "event_id": "e42",
@@ -78,7 +78,7 @@ def test_late_events_rebuild_their_hours_within_the_window_only(spark, settings)
         },
     ]
     write_bronze(settings, encode(late[:1]), ingested_at=at(120), batch="g", first_offset=200)
-    write_bronze(settings, encode(late[1:]), ingested_at=at(285), batch="h", first_offset=300)
+    write_bronze(settings, encode(late[1:]), ingested_at=at(310), batch="h", first_offset=300)
     rerun = run_transform(spark, settings, "late")
     assert rerun["hours"] == "2026-03-02T10..2026-03-02T12"
     silver = read_table(settings, SILVER_EVENTS).set_index("event_id")

@@ -12,7 +12,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -214,3 +214,83 @@ def test_replays_and_reruns_keep_every_layer_equal(spark, settings):
     # A backfill over it all, out of the usual order, changes nothing.
     run_transform(spark, settings, "backfill", DAY, DAY)
     assert_layers_agree(settings, HANDMADE | {"clicks": 1})
+
+
+# -- late data on the broker's clock ----------------------------------------------------------
+
+
+def test_a_stalled_ingest_makes_nothing_late_that_reached_the_broker_in_time(spark, settings):
+    # Ingest stalls after the first batch for over the late window (Airflow down) and drains
+    # its backlog at 16:00, past 10:30 + 4 h: the events reached the broker in time, so they
+    # all count, and the gates reconcile.
+    write_handmade_bronze(settings, stalled_until=at(360))
+    run_transform(spark, settings, "drained", gates=True)
+    assert_layers_agree(settings, HANDMADE)
+
+
+def test_an_hour_loaded_after_its_end_keeps_its_decisions_as_more_files_arrive(spark, settings):
+    # Hour 10 of March 2 reaches the broker on March 5 (a historical load). Kafka partition 1's
+    # events open at 09:30, so its bid request of 13:20 is within the late window; partition 0's,
+    # which reached the broker at 09:00, land in Bronze only after the first run.
+    load = at(3 * 24 * 60 - 60)  # March 5, 09:00
+    bid_request = E["e01"]
+    deliveries = [
+        ("p1-first", 1, load + timedelta(minutes=30), "h1"),
+        ("p1-last", 1, load + timedelta(minutes=260), "h2"),
+        ("p0", 0, load, "h0"),
+    ]
+    kept = []
+    for batch, partition, arrived, event_id in deliveries:
+        write_bronze(
+            settings,
+            encode([bid_request | {"event_id": event_id}]),
+            ingested_at=arrived,
+            batch=batch,
+            partition=partition,
+        )
+        run_transform(spark, settings, batch, gates=True)
+        kept.append(sorted(read_table(settings, SILVER_EVENTS)["event_id"]))
+    assert kept == [["h1"], ["h1", "h2"], ["h0", "h1", "h2"]]
+
+
+# -- duplicates across hours ------------------------------------------------------------------
+
+
+def restamped(event_id: str, minutes: float) -> dict:
+    """A copy of a handmade event that a producer's retry stamped ``minutes`` later."""
+    return E[event_id] | {"event_time_ms": E[event_id]["event_time_ms"] + int(minutes * 60_000)}
+
+
+def test_an_event_copied_into_a_later_hour_counts_once(spark, settings):
+    # Copies in hour 11 of a bid (e02) and an impression (e05) of hour 10.
+    write_handmade_bronze(settings)
+    write_bronze(
+        settings, encode([restamped("e02", 60), restamped("e05", 60)]), ingested_at=at(130),
+        batch="copies", first_offset=100,
+    )  # fmt: skip
+    run_transform(spark, settings, "first", gates=True)
+    assert_layers_agree(settings, HANDMADE)
+    silver = read_table(settings, SILVER_EVENTS).set_index("event_id")
+    assert silver.loc[["e02", "e05"], "event_hour"].tolist() == [10, 10]
+
+
+def test_an_earlier_hours_copy_arriving_later_moves_the_event_there(spark, settings):
+    # The copy in hour 11 is published first; the original in hour 10 (delivered twice, in
+    # batches a and b) arrives afterwards (a lagging Kafka partition): the event moves to hour 10
+    # and leaves hour 11.
+    write_handmade_bronze(settings)
+    bids = BRONZE_EVENTS.path(settings) / "event_date=2026-03-02/event_hour=10/event_type=bid"
+    originals = {path: pq.read_table(path) for path in (bids / "a.parquet", bids / "b.parquet")}
+    for path, table in originals.items():
+        atomic_write_parquet(table.filter(pc.field("event_id") != "e02"), path)
+    write_bronze(
+        settings, encode([restamped("e02", 60)]), ingested_at=at(130), batch="copies",
+        first_offset=100,
+    )  # fmt: skip
+    run_transform(spark, settings, "copy-first", gates=True)
+    assert read_table(settings, SILVER_EVENTS).set_index("event_id").loc["e02", "event_hour"] == 11
+    for path, table in originals.items():
+        atomic_write_parquet(table, path)
+    run_transform(spark, settings, "original-later", gates=True)
+    assert_layers_agree(settings, HANDMADE)
+    assert read_table(settings, SILVER_EVENTS).set_index("event_id").loc["e02", "event_hour"] == 10

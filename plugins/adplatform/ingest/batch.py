@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
-from confluent_kafka import Message
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 
 from adplatform.events.generator import HOUR_MS
 from adplatform.events.validator import Validator
@@ -32,7 +32,7 @@ from adplatform.ingest.commitlog import Entry, FileRef, writer_id
 from adplatform.lakehouse.io import make_directories_durable, write_parquet_synced
 from adplatform.lakehouse.tables import BRONZE_EVENTS, QUARANTINE_EVENTS, Table
 
-_METADATA_COLUMNS = ("_topic", "_partition", "_offset", "_ingested_at")
+_METADATA_COLUMNS = ("_topic", "_partition", "_offset", "_ingested_at", "_broker_time")
 _EVENT_SCHEMA = pa.schema(
     [f for f in BRONZE_EVENTS.schema if f.name not in _METADATA_COLUMNS]
     + [pa.field("event_type", pa.string())]
@@ -62,6 +62,7 @@ class PartitionBatch:
     consumed: int = 0
     lines: list[bytes] = field(default_factory=list)  # chunks of newline-terminated JSON
     offsets: array.array = field(default_factory=lambda: array.array("q"))  # accepted, in order
+    broker_times_ms: array.array = field(default_factory=lambda: array.array("q"))  # per offset
     rejected: list[Rejected] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -89,6 +90,12 @@ class PartitionBatch:
         accepted, rejections = validator.validate_batch(payloads, self.validated_at_ms)
         self.consumed += len(messages)
         self.end = offsets[-1] + 1
+        # The record timestamp: the broker's log-append time on the platform's topics (a topic
+        # created without it has the producer's send time); the batch's clock when absent.
+        stamps = [
+            stamp if kind != TIMESTAMP_NOT_AVAILABLE else self.validated_at_ms
+            for kind, stamp in map(Message.timestamp, messages)
+        ]
         if rejections:
             self.rejected.extend(
                 Rejected(offsets[i], payloads[i], rejection.reason.value, rejection.detail)
@@ -96,9 +103,11 @@ class PartitionBatch:
             )
             bad = {index for index, _ in rejections}
             offsets = [offset for index, offset in enumerate(offsets) if index not in bad]
+            stamps = [stamp for index, stamp in enumerate(stamps) if index not in bad]
         if accepted:
             self.lines.append(encoder.encode_lines(accepted))
             self.offsets.extend(offsets)
+            self.broker_times_ms.extend(stamps)
 
 
 def file_name(topic: str, partition: int, start: int) -> str:
@@ -124,6 +133,9 @@ def bronze_table(batch: PartitionBatch) -> pa.Table:
         "_partition": pa.repeat(pa.scalar(batch.partition, pa.int32()), rows),
         "_offset": pa.array(np.frombuffer(batch.offsets, dtype=np.int64)),
         "_ingested_at": pa.repeat(ingested_at, rows),
+        "_broker_time": pa.array(
+            np.frombuffer(batch.broker_times_ms, dtype=np.int64), pa.timestamp("ms", tz="UTC")
+        ),
     }
     columns = [
         metadata[f.name] if f.name in metadata else events[f.name] for f in BRONZE_EVENTS.schema

@@ -62,6 +62,9 @@ BRONZE_EVENTS = Table(
             pa.field("_partition", pa.int32(), nullable=False),
             pa.field("_offset", pa.int64(), nullable=False),
             pa.field("_ingested_at", pa.timestamp("ms", tz="UTC"), nullable=False),
+            # The record's Kafka timestamp (log-append time): when the event reached the broker,
+            # what the late window is measured against. Null in files from before the column.
+            pa.field("_broker_time", pa.timestamp("ms", tz="UTC")),
         ]
     ),
     partitioning=("event_date", "event_hour", "event_type"),

@@ -55,10 +55,11 @@ from adplatform.transform.windows import Windows
 
 HOUR_KEY = ["event_date", "event_hour"]
 _BRONZE_PRICES = ("floor_price_cpm", "bid_price_cpm", "clearing_price_cpm", "conversion_value")
-# Bronze columns that files written before a schema version existed may lack.
+# Bronze columns that files written before a schema version (or before ingest recorded the
+# broker's time) existed may lack.
 _ADDED_AFTER_V1 = frozenset(
     f.name for fields in SCHEMAS.values() for f in fields if f not in SCHEMAS[1]
-)
+) | {"_broker_time"}
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -250,7 +251,7 @@ def silver_checks(settings: Settings, plan: Plan, area: RunArea) -> list[Check]:
         Check(
             "silver_vs_bronze",
             _silver_vs_bronze(settings, plan, area, silver),
-            _equal([("bronze_distinct_events", "silver_rows_and_too_late")]),
+            _equal([("bronze_distinct_events", "silver_rows_and_left_out")]),
         )
     )
     return checks
@@ -267,19 +268,20 @@ def _silver_vs_bronze(
         ["event_id", *BRONZE_EVENTS.partitioning],
     )
     key = list(BRONZE_EVENTS.partitioning)
-    too_late = pd.DataFrame(area.read("silver")["partitions"], columns=[*key, "too_late"])
+    left_out = ["too_late", "kept_elsewhere"]
+    counts = pd.DataFrame(area.read("silver")["partitions"], columns=[*key, *left_out])
     frame = (
         bronze.groupby(key, observed=True)["event_id"]
         .nunique()
         .rename("bronze_distinct_events")
         .to_frame()
         .join(silver.groupby(key, observed=True).size().rename("silver_rows"), how="outer")
-        .join(too_late.set_index(key)["too_late"], how="left")
+        .join(counts.set_index(key)[left_out], how="left")
         .fillna(0)
         .astype("int64")
         .reset_index()
     )
-    frame["silver_rows_and_too_late"] = frame["silver_rows"] + frame["too_late"]
+    frame["silver_rows_and_left_out"] = frame["silver_rows"] + frame[left_out].sum(axis=1)
     return frame
 
 

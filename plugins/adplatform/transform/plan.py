@@ -40,7 +40,7 @@ from adplatform.lakehouse.partitions import (
 )
 from adplatform.lakehouse.tables import ATTRIBUTED, BRONZE_EVENTS, SILVER_EVENTS, Table
 from adplatform.settings import Settings
-from adplatform.transform.windows import LOOKBACK_EVENT_TYPES, Windows
+from adplatform.transform.windows import Windows
 
 STAGING_RETENTION = timedelta(days=7)  # failed runs' staged output, kept for triage
 # The run area's record of the Gold hours the Silver it replaced fed (see publish_silver).
@@ -138,22 +138,20 @@ def _hour_of_file(relative: str) -> datetime:
 def bronze_snapshot(
     settings: Settings, hours: list[datetime], listed: dict[datetime, list[Path]] | None = None
 ) -> list[str]:
-    """The Bronze files a run over ``hours`` reads, relative to the table: all of those hours,
-    and the impressions and clicks of the lookback hours before them. ``listed``: each hour's
-    files, when they are listed already."""
+    """The Bronze files a run over ``hours`` reads, relative to the table: all of those hours and
+    of the lookback hours before them (attribution reads their impressions and clicks,
+    deduplication the ids of every event). ``listed``: each hour's files, when listed already."""
     root = BRONZE_EVENTS.path(settings)
     reach = Windows.from_settings(settings).lookback_hours
-    lookback = {h - i * HOUR for h in hours for i in range(1, reach + 1)} - set(hours)
-    lookback_types = {f"event_type={t}" for t in LOOKBACK_EVENT_TYPES}
-    files = []
+    lookback = {h - i * HOUR for h in hours for i in range(1, reach + 1)}
+    files: list[str] = []
     for hour in sorted(set(hours) | lookback):
-        directory = root / hour_partition(hour)
-        found = listed[hour] if listed is not None and hour in listed else data_files(directory)
-        for path in found:
-            relative = path.relative_to(root)
-            if hour in lookback and relative.parts[2] not in lookback_types:
-                continue
-            files.append(str(relative))
+        found = (
+            listed[hour]
+            if listed is not None and hour in listed
+            else data_files(root / hour_partition(hour))
+        )
+        files.extend(str(path.relative_to(root)) for path in found)
     return files
 
 

@@ -4,11 +4,17 @@ Silver hour H is a pure function of Bronze: the events of hour H, plus the impre
 clicks of the ``lookback`` hours before it (a conversion's click, and that click's impression,
 may lie that far back). So rebuilding any set of hours, in any order, gives the same rows.
 
-- Deduplication: one row per ``event_id`` across files and runs; the earliest ingested copy
-  (then the lowest Kafka coordinates) is kept, with its lineage.
-- Late events: a Bronze partition (hour, event type) accepts events ingested up to the late
-  window after its first event; later copies stay in Bronze, counted as ``too_late``, so a
-  published hour becomes final. Replays are not "late": only arrival order matters.
+- Late events, on the broker's clock (``_broker_time``, the Kafka record's log-append time;
+  ``_ingested_at`` for files from before that column): an event is accepted when it reached the
+  broker within the late window after its hour ended, or, for an hour whose events first
+  arrived after it ended (a historical load), after the first of them on its Kafka partition.
+  Later ones stay in Bronze, counted as ``too_late``. The decision reads only the broker's
+  stamps, which are non-decreasing along a Kafka partition: a stalled consumer, a replay or a
+  rebuild with more files never changes it, so a published hour is final.
+- Deduplication: one row per ``event_id`` across files, runs and hours: of the accepted copies,
+  the one in the earliest hour, then the first to reach the broker (then the lowest Kafka
+  coordinates) is kept, with its lineage. Copies up to ``lookback`` hours apart are seen (the
+  hours a run reads anyway); copies elsewhere are counted per partition as ``kept_elsewhere``.
 - Attribution: the first click on an impression within the click window is ``attributed``,
   later ones ``repeat``; a conversion is ``attributed`` when its click (either kind) is found
   within the conversion window. Clicks and conversions carry their impression's time.
@@ -26,6 +32,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from adplatform.events.currency import MICROS, USD_PER_UNIT
+from adplatform.events.generator import HOUR_MS
 from adplatform.events.schema import EventType
 from adplatform.lakehouse.tables import (
     ATTRIBUTED,
@@ -38,9 +45,15 @@ from adplatform.lakehouse.tables import (
 from adplatform.settings import Settings
 from adplatform.transform.plan import Plan
 from adplatform.transform.spark import spark_schema
-from adplatform.transform.windows import Windows
+from adplatform.transform.windows import LOOKBACK_EVENT_TYPES, Windows
 
 PARTITION = ["event_date", "event_hour", "event_type"]
+# What deduplication and the late window read of the lookback hours' other events.
+_COPY_COLUMNS = [
+    "event_id", "event_time_ms", "_topic", "_partition", "_offset", "_arrived_at", *PARTITION,
+    "is_target",
+]  # fmt: skip
+_LOOKBACK_PARTITIONS = {f"event_type={t}" for t in LOOKBACK_EVENT_TYPES}
 _CLICK, _CONVERSION, _IMPRESSION = EventType.CLICK, EventType.CONVERSION, EventType.IMPRESSION
 # Bronze price columns → Silver money columns.
 _MONEY = {
@@ -58,11 +71,19 @@ class SilverResult:
 
 
 def read_bronze(spark: SparkSession, settings: Settings, plan: Plan) -> DataFrame:
-    """The plan's Bronze snapshot: the rows of its hours (every event type) and of the lookback
-    hours before them (impressions and clicks), with ``is_target`` telling them apart."""
+    """The plan's Bronze snapshot, with ``is_target`` telling the hours it builds from the
+    lookback hours before them. Of the lookback hours, attribution needs the impressions and
+    clicks whole; of other events only what deduplication and the late window read."""
     root = BRONZE_EVENTS.path(settings)
-    return _read(spark, root, plan.bronze_paths(root, target=True), True).unionByName(
-        _read(spark, root, plan.bronze_paths(root, target=False), False)
+    earlier = plan.bronze_paths(root, target=False)
+    whole = [f for f in earlier if f.parent.name in _LOOKBACK_PARTITIONS]
+    ids = [f for f in earlier if f.parent.name not in _LOOKBACK_PARTITIONS]
+    return (
+        _read(spark, root, plan.bronze_paths(root, target=True), True)
+        .unionByName(_read(spark, root, whole, False))
+        .unionByName(
+            _read(spark, root, ids, False).select(*_COPY_COLUMNS), allowMissingColumns=True
+        )
     )
 
 
@@ -76,28 +97,38 @@ def _read(spark: SparkSession, root: Path, files: list[Path], is_target: bool) -
     else:
         frame = spark.createDataFrame([], schema)
         source = F.lit("")
-    return frame.select("*", source.alias("_source_file"), F.lit(is_target).alias("is_target"))
+    return frame.select(
+        "*",
+        F.coalesce("_broker_time", "_ingested_at").alias("_arrived_at"),
+        source.alias("_source_file"),
+        F.lit(is_target).alias("is_target"),
+    )
 
 
 def deduplicate(bronze: DataFrame, windows: Windows) -> DataFrame:
-    """One row per event_id (the earliest ingested copy), flagged ``accepted`` unless it came
-    later than the late window after its partition's first event."""
-    first_copy = Window.partitionBy("event_id").orderBy(
-        "_ingested_at", "_topic", "_partition", "_offset"
+    """Every Bronze row flagged: ``accepted`` (on time), ``kept`` (the copy that counts for its
+    event), ``counted`` (whether any copy of its event counts) and ``kept_here`` (whether the
+    counted copy is in this row's partition)."""
+    stream = [*PARTITION, "_topic", "_partition"]  # one Kafka partition's events of one hour
+    opened = bronze.groupBy(stream).agg(F.min("_arrived_at").alias("_opened_at"))
+    hour_ends_ms = (F.floor(F.col("event_time_ms") / HOUR_MS) + 1) * HOUR_MS
+    deadline = F.greatest(hour_ends_ms, F.unix_millis("_opened_at")) + F.lit(
+        int(windows.late.total_seconds() * 1000)
     )
-    opened = bronze.groupBy(PARTITION).agg(F.min("_ingested_at").alias("_opened_at"))
-    late_ms = int(windows.late.total_seconds() * 1000)
-    return (
-        bronze.withColumn("_copy", F.row_number().over(first_copy))
-        .filter(F.col("_copy") == 1)
-        .drop("_copy")
-        .join(F.broadcast(opened), PARTITION)
-        .withColumn(
-            "accepted",
-            F.unix_millis("_ingested_at") <= F.unix_millis("_opened_at") + F.lit(late_ms),
-        )
-        .drop("_opened_at")
+    hour_ms = F.floor(F.col("event_time_ms") / HOUR_MS)
+    copies = Window.partitionBy("event_id").orderBy(
+        F.desc("accepted"), hour_ms, "_arrived_at", "_topic", "_partition", "_offset"
     )
+    flagged = bronze.join(F.broadcast(opened), stream).withColumn(
+        "accepted", F.unix_millis("_arrived_at") <= deadline
+    )
+    return flagged.withColumns(
+        {
+            "kept": (F.row_number().over(copies) == 1) & F.col("accepted"),
+            "counted": F.first("accepted").over(copies),
+            "kept_here": F.struct(*PARTITION) == F.first(F.struct(*PARTITION)).over(copies),
+        }
+    ).drop("_opened_at")
 
 
 def _usd_micros(amount: str, rate: Column) -> Column:
@@ -167,16 +198,20 @@ def attribute_conversions(events: DataFrame, clicks: DataFrame, windows: Windows
 def build_silver(spark: SparkSession, settings: Settings, plan: Plan) -> SilverResult:
     windows = Windows.from_settings(settings)
     # Read once: the Silver rows and the per-partition counts both come from it.
-    kept = deduplicate(read_bronze(spark, settings, plan), windows).persist()
+    flagged = deduplicate(read_bronze(spark, settings, plan), windows).persist()
     counts = (
-        kept.filter("is_target")
+        flagged.filter("is_target")
         .groupBy(PARTITION)
         .agg(
-            F.count("*").alias("distinct_events"),
-            F.count(F.when(~F.col("accepted"), 1)).alias("too_late"),
+            F.count_distinct("event_id").alias("distinct_events"),
+            F.count_distinct(F.when(~F.col("counted"), F.col("event_id"))).alias("too_late"),
+            F.count_distinct(
+                F.when(F.col("counted") & ~F.col("kept_here"), F.col("event_id"))
+            ).alias("kept_elsewhere"),
         )
     )
-    events = normalise(kept.filter("accepted"))
+    attributable = F.col("is_target") | F.col("event_type").isin(*LOOKBACK_EVENT_TYPES)
+    events = normalise(flagged.filter(F.col("kept") & attributable))
     clicks = attribute_clicks(events, windows)
     conversions = attribute_conversions(events, clicks, windows)
     others = events.filter(~F.col("event_type").isin(_CLICK, _CONVERSION)).withColumns(
