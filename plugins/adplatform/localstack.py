@@ -39,6 +39,7 @@ HTTP_PROXY_PACKAGE = REPO_ROOT / "infra" / "local" / "http-proxy"
 HTTP_PROXY_DIR = TOOLS_DIR / "http-proxy"
 HTTP_PROXY = HTTP_PROXY_DIR / "node_modules" / ".bin" / "configurable-http-proxy"
 NOTEBOOKS = REPO_ROOT / "ml" / "notebooks"
+LAB_SETTINGS = Path(".jupyter/lab/user-settings/@jupyterlab/apputils-extension")
 VENV_BIN = Path(sys.executable).parent
 # FAB roles that the DAGs' access_control names (by tag, adplatform.orchestration.ROLES_BY_TAG),
 # and one local user per role besides admin; see create_airflow_access.
@@ -545,6 +546,12 @@ class JupyterHubServer(Service):
     def prepare(self) -> None:
         proxy = ensure_http_proxy()
         generate_passwords(self.home, [JUPYTERHUB_USER])
+        # Loopback only: JupyterLab neither asks to fetch news nor checks for updates on the web
+        # (the user's own settings, which they may change).
+        notification = self.user_home() / LAB_SETTINGS / "notification.jupyterlab-settings"
+        if not notification.exists():
+            notification.parent.mkdir(parents=True, exist_ok=True)
+            notification.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
         notebooks = self.user_home() / "notebooks"
         notebooks.mkdir(parents=True, exist_ok=True)
         for notebook in NOTEBOOKS.glob("*.ipynb"):
@@ -577,6 +584,10 @@ class JupyterHubServer(Service):
             },
             "Spawner": {
                 "cmd": [str(VENV_BIN / "jupyterhub-singleuser")],
+                "args": [
+                    "--allow-root",  # CI and the development machines run as root
+                    "--LabApp.extension_manager=readonly",  # no extension index from the web
+                ],
                 "default_url": "/lab",
                 "ip": "127.0.0.1",
                 # The hub passes on only the variables it is told to: the stack's settings, and
