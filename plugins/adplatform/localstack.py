@@ -544,6 +544,12 @@ class JupyterHubServer(Service):
         return password_file(self.home, user).read_text().strip()
 
     def prepare(self) -> None:
+        busy = [port for port in (self.port + 1, self.port + 2) if _port_open(port)]
+        if busy:
+            raise StackError(
+                f"jupyterhub: port {busy[0]} (its proxy's API or the hub) is in use; set "
+                "ADP_JUPYTERHUB_PORT to a port p with p, p+1 and p+2 free"
+            )
         proxy = ensure_http_proxy()
         generate_passwords(self.home, [JUPYTERHUB_USER])
         # Loopback only: JupyterLab neither asks to fetch news nor checks for updates on the web
@@ -591,7 +597,7 @@ class JupyterHubServer(Service):
                 "default_url": "/lab",
                 "ip": "127.0.0.1",
                 # The hub passes on only the variables it is told to: the stack's settings, and
-                # the OpenBLAS ones some processors need (see the machine's notes).
+                # the OpenBLAS ones that some processors need for numpy to compute correctly.
                 "env_keep": [
                     "PATH",
                     "LANG",

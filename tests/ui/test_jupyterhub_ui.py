@@ -88,7 +88,10 @@ def test_the_ctr_notebook_runs_in_jupyterlab_and_links_to_its_mlflow_run(
     assert any("image/png" in o.get("data", {}) for o in outputs)
 
     link = page.element(f"{OUTPUT}//p[starts-with(., 'Newest run in the MLflow UI')]/a")
-    page.driver.execute_script("arguments[0].scrollIntoView({block: 'start'})", link)
+    # The whole cell: the query, the run link and the runs side by side.
+    page.driver.execute_script(
+        "arguments[0].closest('.jp-Cell').scrollIntoView({block: 'start'})", link
+    )
     page.screenshot("jupyterhub-mlflow-runs.png")
     run_name = link.text
     notebook_tab = page.driver.current_window_handle
