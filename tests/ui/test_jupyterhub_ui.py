@@ -138,7 +138,9 @@ def test_a_challenger_trained_in_jupyterlab_is_logged_and_not_promoted(
 
 
 def run_all_cells(page: Page) -> int:
-    """Run → Run All Cells, as a user would; the number of code cells once all have run."""
+    """Run → Run All Cells once the notebook's kernel is ready, as a user would; the number of
+    code cells once all have run. (Run All asked of a kernel still starting ran nothing.)"""
+    page.element("//span[contains(@class,'jp-StatusBar-TextItem')][contains(., ' | Idle')]")
     page.click("//div[@class='lm-MenuBar-itemLabel'][normalize-space()='Run']")
     page.click("//div[contains(@class,'lm-Menu-itemLabel')][normalize-space()='Run All Cells']")
     return int(page.until(lambda driver: driver.execute_script(ALL_CELLS_RAN)))
