@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         kafka_controller_port=free_port(),
         mlflow_port=free_port(),
         airflow_port=free_port(span=3),  # api + worker and triggerer log servers
+        jupyterhub_port=free_port(span=3),  # proxy, proxy API, hub
         cluster_api_port=free_port(span=6),  # the local cluster: API, etcd, controllers, kwok
         # The provisioning tests fill this chart mirror (tests/provisioning/conftest.py), and
         # the simulated cluster is ready in seconds: a failing release fails within a minute.
@@ -98,6 +100,28 @@ def mlflow_server(local_stack: LocalStack, stack_settings: Settings) -> Settings
 @pytest.fixture(scope="session")
 def airflow_server(local_stack: LocalStack, stack_settings: Settings) -> Settings:
     local_stack.up(["airflow"])
+    return stack_settings
+
+
+@pytest.fixture(scope="session")
+def jupyterhub_server(local_stack: LocalStack, stack_settings: Settings) -> Settings:
+    """JupyterHub, once per session: notebooks in it see this session's services and data."""
+    local_stack.up(["jupyterhub"])
+    return stack_settings
+
+
+# Simulated Gold CTR days (the `gold` fixture): about 47,000 impressions and 1,500 clicks a day.
+GOLD_FIRST_DAY = date(2026, 3, 2)
+GOLD_DAYS = 4
+GOLD_REQUESTS_PER_DAY = 60_000
+
+
+@pytest.fixture(scope="session")
+def gold(stack_settings: Settings) -> Settings:
+    """Four simulated days of Gold CTR training data under the session's data root."""
+    from ml.simulated_gold import write_simulated_ctr_training
+
+    write_simulated_ctr_training(stack_settings, GOLD_FIRST_DAY, GOLD_DAYS, GOLD_REQUESTS_PER_DAY)
     return stack_settings
 
 

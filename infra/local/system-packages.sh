@@ -8,6 +8,7 @@ packages=(
   chromium                 # headless browser for the UI tests (reports, Airflow, MLflow)
   chromium-driver          # its WebDriver, driven by selenium
   openssh-server           # the loopback sshd the provisioning tests run Ansible against
+  nodejs                   # runs JupyterHub's proxy (configurable-http-proxy, from npm)
 )
 
 missing=()
@@ -15,6 +16,8 @@ for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
     || missing+=("$package")
 done
+# npm comes with NodeSource's nodejs, and as a package of its own with Debian's.
+command -v npm >/dev/null || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "installing Debian packages: ${missing[*]}"

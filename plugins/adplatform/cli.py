@@ -76,15 +76,17 @@ def show_settings(airflow_env: bool) -> None:
 
 @cli.group()
 def stack() -> None:
-    """Start, stop and inspect the local stack (Kafka, MLflow, Airflow)."""
+    """Start, stop and inspect the local stack (Kafka, MLflow, Airflow, JupyterHub)."""
 
 
 @stack.command("install")
 def stack_install() -> None:
-    """Fetch what the local services need beyond Python (the Kafka broker's jars)."""
-    from adplatform.localstack import ensure_kafka_jars
+    """Fetch what the local services need beyond Python (the Kafka broker's jars, JupyterHub's
+    proxy)."""
+    from adplatform.localstack import ensure_http_proxy, ensure_kafka_jars
 
     console.print(f"kafka jars: {ensure_kafka_jars()}")
+    console.print(f"jupyterhub proxy: {ensure_http_proxy()}")
 
 
 @stack.command("up")

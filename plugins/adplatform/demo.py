@@ -24,6 +24,7 @@ from rich.table import Table
 
 from adplatform.airflow_client import AirflowClient
 from adplatform.events.generator import yesterday_utc
+from adplatform.localstack import JUPYTERHUB_USER, password_file
 from adplatform.settings import Settings
 
 # In data-flow order; the demo waits for each to have run on the new data.
@@ -265,6 +266,12 @@ def summary(settings: Settings, produced: Any, day: date, watcher: Watcher) -> T
         f"{settings.data_root / 'airflow' / 'admin-password'})",
     )
     table.add_row("MLflow UI", settings.mlflow_tracking_uri)
+    table.add_row(
+        "JupyterHub",
+        f"{settings.jupyterhub_url} (user {JUPYTERHUB_USER}, password in "
+        f"{password_file(settings.data_root / 'jupyterhub', JUPYTERHUB_USER)}; "
+        "notebooks in notebooks/)",
+    )
     return table
 
 

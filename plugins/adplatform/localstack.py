@@ -1,4 +1,4 @@
-"""The local platform stack: a Kafka broker (KRaft), an MLflow server and Airflow.
+"""The local platform stack: a Kafka broker (KRaft), an MLflow server, Airflow and JupyterHub.
 
 Each service runs as a process group of its own, with its pid file under ``<data_root>/run`` and
 its log under ``<data_root>/logs``. ``up`` is idempotent (a healthy service is left alone),
@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import json
 import os
 import secrets
 import shlex
@@ -22,7 +23,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,11 +35,19 @@ from adplatform.settings import REPO_ROOT, Settings
 TOOLS_DIR = REPO_ROOT / ".tools"
 KAFKA_POM = REPO_ROOT / "infra" / "local" / "kafka" / "pom.xml"
 KAFKA_LIBS = TOOLS_DIR / "kafka" / "libs"
+HTTP_PROXY_PACKAGE = REPO_ROOT / "infra" / "local" / "http-proxy"
+HTTP_PROXY_DIR = TOOLS_DIR / "http-proxy"
+HTTP_PROXY = HTTP_PROXY_DIR / "node_modules" / ".bin" / "configurable-http-proxy"
+NOTEBOOKS = REPO_ROOT / "ml" / "notebooks"
+LAB_SETTINGS = Path(".jupyter/lab/user-settings/@jupyterlab/apputils-extension")
 VENV_BIN = Path(sys.executable).parent
 # FAB roles that the DAGs' access_control names (by tag, adplatform.orchestration.ROLES_BY_TAG),
 # and one local user per role besides admin; see create_airflow_access.
 AIRFLOW_ROLES = tuple(role.value for role in Role)
 AIRFLOW_USERS = {"admin": "Admin", **{role: role for role in AIRFLOW_ROLES}}
+# JupyterHub's one local user. The hub's SharedPasswordAuthenticator lets every allowed user in
+# with one password: a second person needs a per-user authenticator (NativeAuthenticator, OAuth).
+JUPYTERHUB_USER = "data-scientist"
 
 
 class StackError(RuntimeError):
@@ -79,39 +88,76 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def _install_once(target: Path, source: Path, fill: Callable[[Path], None]) -> Path:
+    """Fill ``target`` with ``fill(staging dir)`` unless it was filled from this very ``source``
+    file (again when the file changes); publish only a complete result."""
+    digest = hashlib.sha1(source.read_bytes()).hexdigest()
+    marker = target / f".{source.stem}-sha1"
+    if marker.exists() and marker.read_text() == digest:
+        return target
+    staging = target.with_name(f"{target.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    fill(staging)
+    (staging / marker.name).write_text(digest)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target
+
+
 def ensure_kafka_jars() -> Path:
     """Resolve the broker's jars from Maven Central into .tools/ (again when the pom changes)."""
-    pom_digest = hashlib.sha1(KAFKA_POM.read_bytes()).hexdigest()
-    marker = KAFKA_LIBS / ".pom-sha1"
-    if marker.exists() and marker.read_text() == pom_digest:
-        return KAFKA_LIBS
     if shutil.which("mvn") is None:
         raise StackError(
             "mvn not found: install Maven (apt-get install maven) to fetch the Kafka broker jars"
         )
-    staging = KAFKA_LIBS.with_name("libs.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    result = subprocess.run(
-        [
-            "mvn",
-            "-q",
-            "-B",
-            "-f",
-            str(KAFKA_POM),
-            "dependency:copy-dependencies",
-            f"-DoutputDirectory={staging}",
-            "-DincludeScope=runtime",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise StackError(f"fetching Kafka jars failed: {result.stdout[-2000:]}{result.stderr}")
-    (staging / ".pom-sha1").write_text(pom_digest)
-    shutil.rmtree(KAFKA_LIBS, ignore_errors=True)
-    staging.rename(KAFKA_LIBS)  # publish only a complete set
-    return KAFKA_LIBS
+
+    def copy_dependencies(staging: Path) -> None:
+        result = subprocess.run(
+            [
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                str(KAFKA_POM),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={staging}",
+                "-DincludeScope=runtime",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise StackError(f"fetching Kafka jars failed: {result.stdout[-2000:]}{result.stderr}")
+
+    return _install_once(KAFKA_LIBS, KAFKA_POM, copy_dependencies)
+
+
+def ensure_http_proxy() -> Path:
+    """Install JupyterHub's proxy, configurable-http-proxy, from npm into .tools/ at the
+    versions of infra/local/http-proxy/package-lock.json (again when that file changes)."""
+    if shutil.which("npm") is None:
+        raise StackError(
+            "npm not found: install Node.js 20 or later with npm (apt-get install nodejs npm) "
+            "for JupyterHub's proxy"
+        )
+
+    def npm_ci(staging: Path) -> None:
+        for name in ("package.json", "package-lock.json"):
+            shutil.copyfile(HTTP_PROXY_PACKAGE / name, staging / name)
+        result = subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--omit=dev", "--loglevel=error"],
+            cwd=staging,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise StackError(f"installing configurable-http-proxy failed: {result.stderr[-2000:]}")
+
+    _install_once(HTTP_PROXY_DIR, HTTP_PROXY_PACKAGE / "package-lock.json", npm_ci)
+    return HTTP_PROXY
 
 
 @dataclass
@@ -440,12 +486,7 @@ class AirflowServices(Service):
         return AirflowClient(self.url, user, password_file(self.home, user).read_text().strip())
 
     def prepare(self) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
-        for user in AIRFLOW_USERS:
-            path = password_file(self.home, user)
-            if not path.exists():
-                path.write_text(secrets.token_urlsafe(12))
-                path.chmod(0o600)
+        generate_passwords(self.home, AIRFLOW_USERS)
 
     def command(self) -> list[str]:
         logs = self.settings.logs_dir
@@ -478,9 +519,124 @@ wait"""
         return len(parts) >= 4 and all(part.get("status") == "healthy" for part in parts)
 
 
-def password_file(airflow_home: Path, user: str) -> Path:
-    """Where a local Airflow user's generated password is kept."""
-    return airflow_home / f"{user}-password"
+class JupyterHubServer(Service):
+    """JupyterHub, the data scientists' front door: its proxy (configurable-http-proxy), the hub
+    and, once a user starts a server, JupyterLab as that user's single-user server.
+
+    Everything runs as the current user on loopback; the user logs in as ``data-scientist``
+    with the password generated in ``<data root>/jupyterhub/data-scientist-password``. The
+    single-user server and its kernels run on this project's virtual environment with the
+    ADP_* settings of the stack, so ``import adplatform, ml`` and the MLflow and ClickHouse
+    settings work in a notebook as they do in the DAGs. The user's home, with a copy of
+    ml/notebooks/ made on first start, is ``<data root>/jupyterhub/users/<user>``.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        # Starts in seconds; the ceiling is for a loaded 2-core machine.
+        super().__init__("jupyterhub", settings, settings.jupyterhub_port, start_timeout=180)
+        self.home = settings.data_root / "jupyterhub"
+        self.config_file = self.home / "jupyterhub_config.json"
+
+    def user_home(self, user: str = JUPYTERHUB_USER) -> Path:
+        return self.home / "users" / user
+
+    def password(self, user: str = JUPYTERHUB_USER) -> str:
+        return password_file(self.home, user).read_text().strip()
+
+    def prepare(self) -> None:
+        busy = [port for port in (self.port + 1, self.port + 2) if _port_open(port)]
+        if busy:
+            raise StackError(
+                f"jupyterhub: port {busy[0]} (its proxy's API or the hub) is in use; set "
+                "ADP_JUPYTERHUB_PORT to a port p with p, p+1 and p+2 free"
+            )
+        proxy = ensure_http_proxy()
+        generate_passwords(self.home, [JUPYTERHUB_USER])
+        # Loopback only: JupyterLab neither asks to fetch news nor checks for updates on the web
+        # (the user's own settings, which they may change).
+        notification = self.user_home() / LAB_SETTINGS / "notification.jupyterlab-settings"
+        if not notification.exists():
+            notification.parent.mkdir(parents=True, exist_ok=True)
+            notification.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+        notebooks = self.user_home() / "notebooks"
+        notebooks.mkdir(parents=True, exist_ok=True)
+        for notebook in NOTEBOOKS.glob("*.ipynb"):
+            # A copy, not a link: what the user runs and saves stays theirs, out of the repo.
+            if not (notebooks / notebook.name).exists():
+                shutil.copyfile(notebook, notebooks / notebook.name)
+        self.config_file.write_text(json.dumps(self.config(proxy), indent=2))
+        self.config_file.chmod(0o600)  # it holds the password
+
+    def config(self, proxy: Path) -> dict[str, dict[str, object]]:
+        """The hub's configuration (traitlets' JSON form), on this service's three ports."""
+        loopback = "http://127.0.0.1"
+        return {
+            "JupyterHub": {
+                "bind_url": self.url,
+                "hub_bind_url": f"{loopback}:{self.port + 2}",
+                "db_url": f"sqlite:///{self.home / 'jupyterhub.sqlite'}",
+                "cookie_secret_file": str(self.home / "cookie_secret"),
+                "authenticator_class": "shared-password",
+                "spawner_class": "simple",
+            },
+            "ConfigurableHTTPProxy": {
+                "command": [str(proxy)],
+                "api_url": f"{loopback}:{self.port + 1}",
+                "pid_file": str(self.home / "proxy.pid"),
+            },
+            "SharedPasswordAuthenticator": {
+                "user_password": self.password(),
+                "allowed_users": [JUPYTERHUB_USER],
+            },
+            "Spawner": {
+                "cmd": [str(VENV_BIN / "jupyterhub-singleuser")],
+                "args": [
+                    "--allow-root",  # CI and the development machines run as root
+                    "--LabApp.extension_manager=readonly",  # no extension index from the web
+                ],
+                "default_url": "/lab",
+                "ip": "127.0.0.1",
+                # The hub passes on only the variables it is told to: the stack's settings, and
+                # the OpenBLAS ones that some processors need for numpy to compute correctly.
+                "env_keep": [
+                    "PATH",
+                    "LANG",
+                    "LC_ALL",
+                    "OPENBLAS_CORETYPE",
+                    "OPENBLAS_L2_SIZE",
+                    *self.settings.environment(),
+                ],
+                # In the hub's process group, so that stopping the hub stops them too.
+                "popen_kwargs": {"start_new_session": False},
+                "start_timeout": 300,
+                "http_timeout": 300,
+            },
+            "SimpleLocalProcessSpawner": {
+                "home_dir_template": str(self.home / "users" / "{username}"),
+            },
+        }
+
+    def command(self) -> list[str]:
+        return [str(VENV_BIN / "jupyterhub"), "-f", str(self.config_file)]
+
+    def healthy(self) -> bool:
+        return _http_ok(f"{self.url}/hub/health")
+
+
+def password_file(home: Path, user: str) -> Path:
+    """Where a local user's generated password is kept, in the service's home (Airflow's,
+    JupyterHub's)."""
+    return home / f"{user}-password"
+
+
+def generate_passwords(home: Path, users: Iterable[str]) -> None:
+    """A random password for each user who has none yet, readable only by the owner."""
+    home.mkdir(parents=True, exist_ok=True)
+    for user in users:
+        path = password_file(home, user)
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(12))
+            path.chmod(0o600)
 
 
 def create_airflow_access(home: str) -> None:
@@ -551,6 +707,7 @@ class LocalStack:
             **{broker.name: broker for broker in brokers},
             "mlflow": MlflowServer(settings),
             "airflow": AirflowServices(settings),
+            "jupyterhub": JupyterHubServer(settings),
         }
         # "kafka" names the whole cluster: its nodes only start (and stop) together.
         self._groups = {"kafka": [broker.name for broker in brokers]}

@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     # Airflow API server (UI + REST).
     airflow_port: int = Field(8080, ge=1, le=65535)
 
+    # JupyterHub (the data scientists' notebooks): its proxy serves this loopback port; the
+    # proxy's API and the hub itself take the next two.
+    jupyterhub_port: int = Field(8000, ge=1, le=65533)
+
     # Spark: local[N] locally, k8s://https://... in production.
     spark_master: str = "local[2]"
     spark_driver_memory: str = "2g"
@@ -179,6 +183,10 @@ class Settings(BaseSettings):
     @property
     def airflow_url(self) -> str:
         return f"http://127.0.0.1:{self.airflow_port}"
+
+    @property
+    def jupyterhub_url(self) -> str:
+        return f"http://127.0.0.1:{self.jupyterhub_port}"
 
     def kafka_client_config(self) -> dict[str, str | int | float | bool]:
         """librdkafka settings shared by every producer, consumer and admin client."""

@@ -7,6 +7,7 @@ import socket
 import pytest
 
 from adplatform.localstack import (
+    JupyterHubServer,
     KafkaBroker,
     LocalStack,
     MlflowServer,
@@ -36,6 +37,21 @@ def test_mlflow_starts_and_stops_leaving_no_process(tmp_path):
         os.killpg(pid, 0)
     assert not server.healthy()
     assert server.stop() == "not running"
+
+
+def test_jupyterhub_starts_and_stops_leaving_no_process(tmp_path):
+    """The hub and its proxy, which runs in a session of its own: both gone after stop."""
+    hub = JupyterHubServer(load_settings(data_root=tmp_path, jupyterhub_port=free_port(span=3)))
+    assert hub.start() == "started"
+    pid = hub.pid()
+    proxy = int((hub.home / "proxy.pid").read_text())
+    os.kill(proxy, 0)
+    assert (hub.user_home() / "notebooks" / "ctr_explore.ipynb").exists()
+    assert hub.stop() == "stopped"
+    for process in (pid, proxy):
+        with pytest.raises(ProcessLookupError):
+            os.kill(process, 0)
+    assert not hub.healthy()
 
 
 def test_a_port_in_use_is_named_with_the_fix(tmp_path):

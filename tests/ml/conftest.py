@@ -1,10 +1,10 @@
-"""Shared CTR fixtures: simulated Gold days under the session's data root, and a model trained
-on them (without MLflow) for the serving tests."""
+"""Shared CTR fixtures: a model trained (without MLflow) on the session's simulated Gold days
+(the ``gold`` fixture of tests/conftest.py), for the serving tests."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pandas as pd
 import pytest
@@ -13,20 +13,10 @@ from adplatform.settings import Settings
 from ml.data import LABEL, load_training_set, split_by_time
 from ml.features import fit_spec, training_matrix
 from ml.scorer import MODEL_FILE, SPEC_FILE
-from ml.simulated_gold import write_simulated_ctr_training
 from ml.train import TrainingParams, train_lightgbm
+from tests.conftest import GOLD_DAYS as DAYS
 
-FIRST_DAY = date(2026, 3, 2)
-DAYS = 4
-REQUESTS_PER_DAY = 60_000  # about 47,000 impressions and 1,500 clicks a day
 DELAY = timedelta(hours=1)  # labels stay open this long (Silver's click window)
-
-
-@pytest.fixture(scope="session")
-def gold(stack_settings: Settings) -> Settings:
-    """Four simulated days of Gold CTR training data under the session's data root."""
-    write_simulated_ctr_training(stack_settings, FIRST_DAY, DAYS, REQUESTS_PER_DAY)
-    return stack_settings
 
 
 @dataclass

@@ -115,6 +115,13 @@ def test_degenerate_training_data_is_refused(settings, bend, message):
         load_training_set(settings, None, DAYS)
 
 
+def test_no_gold_yet_names_the_dag_that_writes_it(settings):
+    """What a notebook cell shows on a fresh stack: where the table would be and which DAG
+    writes it."""
+    with pytest.raises(TrainingDataError, match=r"ctr_training: the ad_lakehouse_transform DAG"):
+        load_training_set(settings, None, DAYS)
+
+
 def test_a_missing_window_is_refused_with_what_exists(gold):
     with pytest.raises(TrainingDataError, match=r"there are 2026-03-02\.\.2026-03-05"):
         load_training_set(gold, date(2025, 1, 1), 7)
