@@ -110,13 +110,15 @@ def test_only_the_approved_file_unchanged_is_accepted(tmp_path: Path):
     approved, other = tmp_path / "a.tfplan", tmp_path / "b.tfplan"
     approved.write_bytes(b"plan A")
     other.write_bytes(b"plan A")
-    approval = answer("platform-approver", plan_file=str(approved), plan_sha256=file_sha256(approved))
+    approval = answer(
+        "platform-approver", plan_file=str(approved), plan_sha256=file_sha256(approved)
+    )
 
     assert check_plan_file(approval, approved) == file_sha256(approved)
     with pytest.raises(ApprovalRefused, match=r"b.tfplan is not the approved plan \("):
         check_plan_file(approval, other)  # the same bytes, but not the file that was approved
     approved.write_bytes(b"plan A, changed")
-    with pytest.raises(ApprovalRefused, match="a.tfplan changed since it was approved"):
+    with pytest.raises(ApprovalRefused, match=r"a\.tfplan changed since it was approved"):
         check_plan_file(approval, approved)
 
 
@@ -157,12 +159,14 @@ def test_apply_refuses_another_runs_plan_and_a_changed_plan(staging: Settings):
     assert '+ server_type  = "cx' in planned["text"].replace("  ", " ").replace(" =", "  =")
     assert "--- cert-manager not installed values" in planned["text"]
     assert "+++ cert-manager v1.19.1 values" in planned["text"]
-    approval = answer("platform-approver", plan_file=str(plan_file), plan_sha256=file_sha256(plan_file))
+    approval = answer(
+        "platform-approver", plan_file=str(plan_file), plan_sha256=file_sha256(plan_file)
+    )
 
-    with pytest.raises(AirflowFailException, match="refused: .* is not the approved plan"):
+    with pytest.raises(AirflowFailException, match=r"refused: .* is not the approved plan"):
         flow.apply(request, planned, approval, "platform-admin", RUN_B)
     with pytest.raises(AirflowFailException, match="approved it: the approver must be someone"):
         flow.apply(request, planned, approval, "platform-approver", RUN_A)
     plan_file.write_bytes(plan_file.read_bytes() + b"\0")
-    with pytest.raises(AirflowFailException, match="refused: .* changed since it was approved"):
+    with pytest.raises(AirflowFailException, match=r"refused: .* changed since it was approved"):
         flow.apply(request, planned, approval, "platform-admin", RUN_A)
