@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk.execution_time.hitl import HITLUser
 
 from adplatform.settings import Settings
 
@@ -23,19 +24,19 @@ class ApprovalRefused(RuntimeError):
     one. The message is one line that names what and says what to do."""
 
 
-def configured_approvers(settings: Settings) -> list[dict[str, str]]:
+def configured_approvers(settings: Settings) -> list[HITLUser]:
     """ADP_PLATFORM_APPROVERS (`name=id,...`) as Airflow's HITL users: the id is the one the
     auth manager gives the user (FAB: its numeric id), which the API checks a response against."""
-    users = []
+    users: list[HITLUser] = []
     for entry in filter(None, (part.strip() for part in settings.platform_approvers.split(","))):
         name, _, user_id = entry.partition("=")
         if not name or not user_id:
             raise ApprovalRefused(f"ADP_PLATFORM_APPROVERS entry {entry!r} is not name=id")
-        users.append({"id": user_id.strip(), "name": name.strip()})
+        users.append(HITLUser(id=user_id.strip(), name=name.strip()))
     return users
 
 
-def approvers_for(settings: Settings, triggered_by: str | None) -> list[dict[str, str]]:
+def approvers_for(settings: Settings, triggered_by: str | None) -> list[HITLUser]:
     """Everyone who may approve a run: the configured approvers, minus the user who triggered
     it (nobody approves their own change)."""
     configured = configured_approvers(settings)
@@ -122,11 +123,12 @@ class PlanApproval(ApprovalOperator):
 
         triggered_by = context["dag_run"].triggering_user_name
         try:
-            self.assigned_users = approvers_for(get_settings(), triggered_by)
+            approvers = approvers_for(get_settings(), triggered_by)
         except ApprovalRefused as refused:
             raise AirflowFailException(str(refused)) from None
+        self.assigned_users = approvers
         planned = context["ti"].xcom_pull(task_ids=self.plan_task_id)
-        names = ", ".join(user["name"] for user in self.assigned_users)
+        names = ", ".join(user["name"] for user in approvers)
         self.body = (
             f"{self.body}\n\nPlan file: {planned.get('plan_file') or 'none (no servers to change)'}"
             f"\nsha256: {planned.get('plan_sha256') or '-'}\n\nMay approve: {names} "

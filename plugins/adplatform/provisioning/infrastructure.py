@@ -133,7 +133,9 @@ def summarize_plan(plan: dict[str, Any], workspace: Workspace, plan_file: Path) 
         workspace.environment,
         workspace.cloud,
         str(plan_file),
-        **{k: sorted(v) for k, v in groups.items()},
+        create=sorted(groups["create"]),
+        update=sorted(groups["update"]),
+        delete=sorted(groups["delete"]),
     )
 
 
