@@ -193,7 +193,10 @@ def test_a_dry_run_upgrade_waits_for_approval_checks_the_version_and_passes_its_
     )
     assert state == "success"
     assert request["subject"] == f"Upgrade clickhouse in staging to {chart_mirror.clickhouse_next}?"
-    assert f"clickhouse 0.3.6 -> {chart_mirror.clickhouse_next}" in request["body"]
+    assert (
+        f"Upgrade clickhouse in staging: 0.3.6 -> {chart_mirror.clickhouse_next}"
+        in (request["body"])
+    )
     assert "-    helm.sh/chart: clickhouse-0.3.6" in request["body"]
     assert f"+    helm.sh/chart: clickhouse-{chart_mirror.clickhouse_next}" in request["body"]
     assert [user["name"] for user in request["assigned_users"]] == ["platform-approver"]

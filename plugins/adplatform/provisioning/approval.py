@@ -128,12 +128,12 @@ class PlanApproval(ApprovalOperator):
             raise AirflowFailException(str(refused)) from None
         self.assigned_users = approvers
         planned = context["ti"].xcom_pull(task_ids=self.plan_task_id)
+        parts = [self.body]
+        if planned.get("plan_file"):
+            parts.append(f"Plan file: {planned['plan_file']}\nsha256: {planned['plan_sha256']}")
         names = ", ".join(user["name"] for user in approvers)
-        self.body = (
-            f"{self.body}\n\nPlan file: {planned.get('plan_file') or 'none (no servers to change)'}"
-            f"\nsha256: {planned.get('plan_sha256') or '-'}\n\nMay approve: {names} "
-            f"(not {triggered_by}, who triggered this run)"
-        )
+        parts.append(f"May approve: {names} (not {triggered_by}, who triggered this run)")
+        self.body = "\n\n".join(parts)
         return super().execute(context)
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
