@@ -1,5 +1,5 @@
-"""The provisioning DAGs for real, on the real Airflow of the local stack (REST API only, as the
-platform-admin user), against the local Kubernetes cluster (real control plane, kwok nodes)
+"""The provisioning DAGs for real, on the real Airflow of the local stack (REST API only:
+platform-admin triggers, platform-approver approves), against the local Kubernetes cluster (real control plane, kwok nodes)
 started once per session, with real upstream charts from the chart mirror.
 
 The tests run in file order and build on each other: install, re-run with no change, two failed
