@@ -48,6 +48,7 @@ def run(ctx: Context) -> list[Result]:
         cluster.up()
         stack.up(["airflow"])
         client = stack.services["airflow"].client("platform-admin")
+        approver = stack.services["airflow"].client("platform-approver")  # not the triggerer
         client.wait_for_dags([DAG])
         client.set_paused(DAG, False)
 
@@ -76,7 +77,7 @@ def run(ctx: Context) -> list[Result]:
                 DAG, {"environment": "local", "components": selected, "dry_run": False}
             )
             client.wait_for_input(DAG, run_id, "approve")
-            client.respond(DAG, run_id, "approve", "Approve")
+            approver.respond(DAG, run_id, "approve", "Approve")
             state = client.wait_for_run(DAG, run_id, timeout=1800)["state"]
             if state != "success":
                 raise RuntimeError(f"{DAG} run {run_id} {state}: {client.task_states(DAG, run_id)}")
@@ -84,6 +85,7 @@ def run(ctx: Context) -> list[Result]:
         airflow_install, _ = timed(provision)
         airflow_rerun, _ = timed(provision)
         client.close()
+        approver.close()
     finally:
         stack.down()
         cluster.down()

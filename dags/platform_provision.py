@@ -2,11 +2,11 @@
 
 from datetime import timedelta
 
-from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, Param, TaskGroup, chain, task
 
 from adplatform.orchestration import Owner, Tag, dag_defaults
 from adplatform.provisioning import flow
+from adplatform.provisioning.approval import PlanApproval
 from adplatform.provisioning.manifest import manifest_structure
 
 MANIFEST = manifest_structure()  # one small file, re-read only when it changes
@@ -19,9 +19,12 @@ Helm releases wave by wave, each wave gated by its health checks, then smoke che
 
 **Owner:** platform-engineering. Only the `platform-admin` role may trigger it.
 
-**Flow:** validate → plan (saved plan + readable summary) → **approve** (Required actions; no
-answer in 24 h fails the run, it never approves by itself) → apply → wait for SSH → prepare nodes
-→ K3s → kubeconfig → wave 0..n (deploy → health gate) → smoke checks. A re-run with nothing to
+**Flow:** validate → plan (this run's own saved plan file, every server attribute that changes,
+each release's values diff) → **approve** (Required actions; only the approvers of
+`ADP_PLATFORM_APPROVERS` other than the user who triggered the run may answer; no answer in 24 h
+fails the run, it never approves by itself) → apply (refuses without a recorded approval by
+someone else, or if the plan file is not the approved one, unchanged) → wait for SSH →
+prepare nodes → K3s → kubeconfig → wave 0..n (deploy → health gate) → smoke checks. A re-run with nothing to
 change changes nothing. `dry_run` (default on) plans and renders every step and wave and changes
 nothing. The `local` environment is the local cluster (`adplatform cluster up`): no servers, SSH,
 node preparation or K3s; its releases are real.
@@ -32,6 +35,10 @@ rolled back to the revision it had before the run and recorded in
 fails without a retry and later waves do not start.
 
 ### Triage
+- *approve* failed: rejected, unanswered for 24 h, or no approver besides the triggering user
+  (the message says which); trigger a new run.
+- *apply* failed with "refused:": no recorded approval (the approve task was marked successful by
+  hand), or the plan file changed; trigger a new run and have another platform admin approve it.
 - *validate* failed: the message names the manifest or values file and key; fix it, re-run.
 - *plan* failed: read the tofu error in the log (credentials: `hcloud_default`/`aws_default`).
 - *wait_for_ssh*/*prepare_nodes*/*install_k3s*: the node named in the error; re-run is safe.
@@ -77,12 +84,17 @@ with DAG(
         )
 
     @task
-    def plan(request: dict) -> dict:
-        return flow.plan(request)
+    def plan(request: dict, run_id: str | None = None) -> dict:
+        return flow.plan(request, run_id or "")
 
     @task
-    def apply(request: dict, planned: dict) -> list:
-        return flow.apply(request, planned)
+    def apply(request: dict, planned: dict, run_id: str | None = None) -> list:
+        from airflow.sdk import get_current_context
+
+        from adplatform.provisioning.approval import recorded_approval
+
+        approval, triggered_by = recorded_approval(get_current_context())
+        return flow.apply(request, planned, approval, triggered_by, run_id or "")
 
     @task
     def wait_for_ssh(request: dict, nodes: list) -> dict:
@@ -114,13 +126,10 @@ with DAG(
 
     request = validate()
     planned = plan(request)
-    approve = ApprovalOperator(
+    approve = PlanApproval(
         task_id="approve",
         subject="Apply the platform plan for {{ params.environment }}?",
-        body="```\n{{ ti.xcom_pull(task_ids='plan')['text'] }}\n```",
-        response_timeout=timedelta(hours=24),  # no default: an unanswered request fails
-        fail_on_reject=True,
-        retries=0,  # a retry would ask again: a rejection or a timeout must end the run
+        plan_task_id="plan",
     )
     nodes = apply(request, planned)
     steps = [

@@ -7,6 +7,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from adplatform.orchestration import Owner, Tag, dag_defaults
 from adplatform.provisioning import flow
+from adplatform.provisioning.approval import PlanApproval
 from adplatform.provisioning.manifest import manifest_structure
 
 MANIFEST = manifest_structure()
@@ -14,8 +15,11 @@ MANIFEST = manifest_structure()
 DOC = """
 ### platform_upgrade
 Upgrades one component of `infra/platform.yaml` to a target chart version: pre-flight (the
-version exists in its chart repository, the step is allowed by the component's upgrade policy)
-→ backup Job for stateful components (ClickHouse, PostgreSQL, Redpanda), on a bound volume →
+version exists in its chart repository, the step is allowed by the component's upgrade policy;
+the diff of the manifests `helm template` renders for the current and the target version) →
+**approve** (Required actions, as in `platform_provision`: only an approver of
+`ADP_PLATFORM_APPROVERS` other than the user who triggered the run; backup and upgrade refuse
+without that recorded approval) → backup Job for stateful components (ClickHouse, PostgreSQL, Redpanda), on a bound volume →
 `helm upgrade --wait` → health gate → on failure of either, automatic `helm rollback` to the
 revision before the upgrade → a record in `<data root>/provisioning/<environment>/upgrades.jsonl`
 (both revisions and why). A rolled-back upgrade ends
@@ -28,6 +32,9 @@ failed look renders the rollback it would run.
 
 ### Triage
 - *preflight* failed: the message names the version or policy problem; nothing changed.
+- *approve* failed: rejected, unanswered for 24 h, or no other approver; nothing changed.
+- *backup*/*upgrade* failed with "refused:": no recorded approval by someone other than the
+  triggering user (the approve task was marked successful by hand); trigger a new run.
 - *backup* failed: nothing was upgraded; read the backup Job's pod log.
 - *verdict* failed after *rollback*: the upgrade was rolled back; the record and the gate's
   details say which workload was unhealthy. Runbook: `infra/README.md`.
@@ -62,10 +69,20 @@ with DAG(
 
     @task
     def backup(checks: dict, ts_nodash: str | None = None) -> dict:
+        from airflow.sdk import get_current_context
+
+        from adplatform.provisioning.approval import recorded_approval
+
+        flow.require_approval(*recorded_approval(get_current_context()))
         return flow.upgrade_backup(checks, (ts_nodash or "").lower())
 
     @task
     def upgrade(checks: dict) -> dict:
+        from airflow.sdk import get_current_context
+
+        from adplatform.provisioning.approval import recorded_approval
+
+        flow.require_approval(*recorded_approval(get_current_context()))
         return flow.upgrade_release(checks)
 
     @task
@@ -97,9 +114,15 @@ with DAG(
         return f"{entry['component']} {entry['from_version']} -> {entry['to_version']}: {entry['outcome']}"
 
     checks = preflight()
+    approve = PlanApproval(
+        task_id="approve",
+        subject="Upgrade {{ params.component }} in {{ params.environment }} to "
+        "{{ params.target_version }}?",
+        plan_task_id="preflight",
+    )
     upgraded = upgrade(checks)
     gate = health_gate(checks, upgraded)
-    backup(checks) >> upgraded
+    checks >> approve >> backup(checks) >> upgraded
     rolled_back = rollback(checks)
     entry = record(checks, gate)
     healthy(gate) >> [rolled_back, entry]

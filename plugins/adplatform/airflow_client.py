@@ -5,6 +5,7 @@ It logs in through ``POST /auth/token`` (JWT) and refreshes the token when it ex
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
 from datetime import datetime
@@ -127,6 +128,12 @@ class AirflowClient:
         """A task's XCom (by default its return value), as JSON."""
         path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
         return self.request("GET", path)["value"]
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+        """One try of a task's log: its structured records, one JSON object a line."""
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
+        content = self.request("GET", path, params={"full_content": True})["content"]
+        return "\n".join(json.dumps(entry) for entry in content)
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600) -> dict[str, Any]:
         """Poll a run until it succeeds or fails; returns the final run."""

@@ -42,9 +42,15 @@ NOTEBOOKS = REPO_ROOT / "ml" / "notebooks"
 LAB_SETTINGS = Path(".jupyter/lab/user-settings/@jupyterlab/apputils-extension")
 VENV_BIN = Path(sys.executable).parent
 # FAB roles that the DAGs' access_control names (by tag, adplatform.orchestration.ROLES_BY_TAG),
-# and one local user per role besides admin; see create_airflow_access.
+# and one local user per role besides admin; see create_airflow_access. A second platform admin,
+# because nobody approves a provisioning run they triggered.
 AIRFLOW_ROLES = tuple(role.value for role in Role)
-AIRFLOW_USERS = {"admin": "Admin", **{role: role for role in AIRFLOW_ROLES}}
+AIRFLOW_USERS = {
+    "admin": "Admin",
+    **{role: role for role in AIRFLOW_ROLES},
+    "platform-approver": Role.PLATFORM_ADMIN.value,
+}
+APPROVERS_FILE = "platform-approvers"  # see create_airflow_access
 # JupyterHub's one local user. The hub's SharedPasswordAuthenticator lets every allowed user in
 # with one password: a second person needs a per-user authenticator (NativeAuthenticator, OAuth).
 JUPYTERHUB_USER = "data-scientist"
@@ -498,9 +504,12 @@ class AirflowServices(Service):
         access = "from adplatform.localstack import create_airflow_access as create; " + (
             f"create({str(self.home)!r})"
         )
+        # The platform-admin users it lists are the plan approvers, unless configured.
+        approvers = shlex.quote(str(self.home / APPROVERS_FILE))
         script = f"""set -e
 airflow db migrate
 {shlex.quote(sys.executable)} -c {shlex.quote(access)}
+export ADP_PLATFORM_APPROVERS="${{ADP_PLATFORM_APPROVERS:-$(cat {approvers})}}"
 airflow pools set {CLICKHOUSE_POOL} 1 "ClickHouse tasks: chDB allows one process per data directory"
 airflow pools set {SPARK_POOL} {SPARK_POOL_SLOTS} "Spark jobs; they share the local cores"
 {components} &
@@ -641,6 +650,8 @@ def generate_passwords(home: Path, users: Iterable[str]) -> None:
 
 def create_airflow_access(home: str) -> None:
     """Create the FAB roles and the local users (idempotent); run inside the Airflow environment.
+    Lists the users of the platform-admin role as `name=id,...` (ADP_PLATFORM_APPROVERS' form)
+    in ``<home>/platform-approvers``.
 
     Each role gets FAB's Viewer and User permissions except their global grants on DAGs: what
     working with a DAG needs (runs, task instances, logs, XComs, approvals), but only on the DAGs
@@ -670,6 +681,13 @@ def create_airflow_access(home: str) -> None:
                     role=security.find_role(role),
                     password=password_file(Path(home), user).read_text().strip(),
                 )
+        (Path(home) / APPROVERS_FILE).write_text(
+            ",".join(
+                f"{user.username}={user.id}"
+                for user in security.get_all_users()
+                if Role.PLATFORM_ADMIN.value in {role.name for role in user.roles}
+            )
+        )
 
 
 def airflow_environment(settings: Settings) -> dict[str, str]:

@@ -136,6 +136,10 @@ class Settings(BaseSettings):
     # a directory of packaged charts (<chart>-<version>.tgz) or a chart repository URL replaces
     # them all (an air-gapped mirror; tests and CI use ../shared/charts).
     helm_chart_mirror: str = ""
+    # Who may approve a provisioning or upgrade plan, as `name=id,...` (the id the Airflow auth
+    # manager gives the user; FAB: its numeric id). The user who triggered a run is never asked.
+    # The local stack sets it to its platform-admin users.
+    platform_approvers: str = ""
     hcloud_token: SecretStr = SecretStr("")
     aws_access_key_id: str = ""
     aws_secret_access_key: SecretStr = SecretStr("")

@@ -265,3 +265,14 @@ def platform_admin(admin: AirflowClient, local_stack: LocalStack) -> Iterator[Ai
         client.set_paused(dag_id, False)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="module")
+def platform_approver(
+    platform_admin: AirflowClient, local_stack: LocalStack
+) -> Iterator[AirflowClient]:
+    """The second platform admin, who approves the runs platform-admin triggers (nobody approves
+    their own)."""
+    client = local_stack.services["airflow"].client("platform-approver")
+    yield client
+    client.close()

@@ -1,6 +1,7 @@
 """The provisioning DAGs end to end on the real Airflow of the local stack (api-server, scheduler,
-dag-processor and triggerer, FAB auth manager), driven only through the REST API, as the
-platform-admin user: trigger with params, answer the approval, read task states and XComs.
+dag-processor and triggerer, FAB auth manager), driven only through the REST API: the
+platform-admin user triggers with params, platform-approver (a second platform admin: nobody
+approves their own run) answers the approval; task states and XComs are read back.
 
 Every run here is a dry run (test_local_cluster_e2e.py provisions the local cluster for real). The
 failing health gate is real: the staging kubeconfig names a Kubernetes API on a loopback port where
@@ -57,13 +58,18 @@ def unreachable_staging_cluster(stack_settings: Settings) -> Iterator[Path]:
     kubeconfig.unlink()
 
 
-def dry_run_upgrade(client: AirflowClient, environment: str, version: str) -> tuple[str, str]:
-    """Upgrade ClickHouse on paper; returns the run id and how the run ended."""
+def dry_run_upgrade(
+    client: AirflowClient, approver: AirflowClient, environment: str, version: str
+) -> tuple[str, str, dict]:
+    """Upgrade ClickHouse on paper, approved by ``approver``; returns the run id, how the run
+    ended and the approval request."""
     run_id = client.trigger(
         UPGRADE,
         {"environment": environment, "component": "clickhouse", "target_version": version},
     )
-    return run_id, client.wait_for_run(UPGRADE, run_id)["state"]
+    request = client.wait_for_input(UPGRADE, run_id, "approve")
+    approver.respond(UPGRADE, run_id, "approve", "Approve")
+    return run_id, client.wait_for_run(UPGRADE, run_id)["state"], request
 
 
 def recorded(settings: Settings, environment: str, run_id: str) -> dict:
@@ -75,7 +81,9 @@ def recorded(settings: Settings, environment: str, run_id: str) -> dict:
 # --- platform_provision -------------------------------------------------------------------------
 
 
-def test_a_dry_run_waits_for_approval_then_walks_every_wave(platform_admin, analyst):
+def test_a_dry_run_waits_for_another_admins_approval_then_walks_every_wave(
+    platform_admin, platform_approver, analyst
+):
     run_id = platform_admin.trigger(
         PROVISION, {"environment": "staging", "cloud_provider": "hcloud", "dry_run": True}
     )
@@ -83,16 +91,31 @@ def test_a_dry_run_waits_for_approval_then_walks_every_wave(platform_admin, anal
     request = platform_admin.wait_for_input(PROVISION, run_id, "approve")
     assert request["subject"] == "Apply the platform plan for staging?"
     assert request["options"] == ["Approve", "Reject"]
-    assert "DRY RUN: nothing will change" in request["body"]
-    assert '+ module.cluster.hcloud_server.node["staging-server-1"]' in request["body"]
+    body = request["body"]
+    assert "DRY RUN: nothing will change" in body
+    assert '+ module.cluster.hcloud_server.node["staging-server-1"]' in body
+    # What changes, attribute by attribute (tofu show) and values line by line, per release.
+    assert "will be created" in body and "server_type" in body
+    assert "+++ cert-manager v1.19.1 values" in body
+    planned = platform_admin.xcom(PROVISION, run_id, "plan")
+    assert f"/plans/{run_id.replace(':', '_').replace('+', '_')}/hcloud.tfplan" in body
+    assert f"sha256: {planned['plan_sha256']}" in body
+    assert "May approve: platform-approver (not platform-admin, who triggered this run)" in body
+    assert [user["name"] for user in request["assigned_users"]] == ["platform-approver"]
     assert platform_admin.task_states(PROVISION, run_id)["apply"] is None  # nothing ran past it
-    with pytest.raises(AirflowApiError) as refused:
-        analyst.respond(PROVISION, run_id, "approve", "Approve")
-    assert refused.value.status_code == 403
+    for refused_user in (analyst, platform_admin):  # not allowed; the triggering user
+        with pytest.raises(AirflowApiError) as refused:
+            refused_user.respond(PROVISION, run_id, "approve", "Approve")
+        assert refused.value.status_code == 403
 
-    answer = platform_admin.respond(PROVISION, run_id, "approve", "Approve")
-    assert answer["responded_by"]["name"] == "platform-admin"
+    answer = platform_approver.respond(PROVISION, run_id, "approve", "Approve")
+    assert answer["responded_by"]["name"] == "platform-approver"
     assert platform_admin.wait_for_run(PROVISION, run_id)["state"] == "success"
+    approval = platform_admin.xcom(PROVISION, run_id, "approve")
+    assert (approval["plan_file"], approval["plan_sha256"]) == (
+        planned["plan_file"],
+        planned["plan_sha256"],
+    )
 
     states = platform_admin.task_states(PROVISION, run_id)
     assert set(states.values()) == {"success"}, states
@@ -107,10 +130,10 @@ def test_a_dry_run_waits_for_approval_then_walks_every_wave(platform_admin, anal
     assert sum(map(len, waves)) == len(load_manifest(with_values=False).components)
 
 
-def test_a_rejected_plan_stops_the_run_before_apply(platform_admin):
+def test_a_rejected_plan_stops_the_run_before_apply(platform_admin, platform_approver):
     run_id = platform_admin.trigger(PROVISION, {"environment": "local", "dry_run": True})
     platform_admin.wait_for_input(PROVISION, run_id, "approve")
-    platform_admin.respond(PROVISION, run_id, "approve", "Reject")
+    platform_approver.respond(PROVISION, run_id, "approve", "Reject")
 
     assert platform_admin.wait_for_run(PROVISION, run_id)["state"] == "failed"
     states = platform_admin.task_states(PROVISION, run_id)
@@ -119,6 +142,24 @@ def test_a_rejected_plan_stops_the_run_before_apply(platform_admin):
         task: state for task, state in states.items() if task not in {"validate", "plan", "approve"}
     }
     assert set(after_approval.values()) == {"upstream_failed"}, states
+
+
+def test_an_approval_marked_successful_by_hand_is_refused_before_apply(platform_admin):
+    """Marking the approve task successful skips the question, not the check: apply finds no
+    recorded approval and refuses, and nothing after it runs."""
+    run_id = platform_admin.trigger(PROVISION, {"environment": "local", "dry_run": True})
+    platform_admin.wait_for_input(PROVISION, run_id, "approve")
+    platform_admin.request(
+        "PATCH",
+        f"/dags/{PROVISION}/dagRuns/{run_id}/taskInstances/approve",
+        json={"new_state": "success"},
+    )
+
+    assert platform_admin.wait_for_run(PROVISION, run_id)["state"] == "failed"
+    states = platform_admin.task_states(PROVISION, run_id)
+    assert (states["approve"], states["apply"]) == ("success", "failed"), states
+    log = platform_admin.task_log(PROVISION, run_id, "apply")
+    assert "refused: this run has no recorded approval" in log
 
 
 @pytest.mark.parametrize(
@@ -142,13 +183,23 @@ def test_params_outside_the_schema_are_refused_before_a_run_exists(platform_admi
 # --- platform_upgrade ---------------------------------------------------------------------------
 
 
-def test_a_dry_run_upgrade_checks_the_version_and_passes_its_gate(
-    platform_admin, chart_mirror: ChartMirror, stack_settings
+def test_a_dry_run_upgrade_waits_for_approval_checks_the_version_and_passes_its_gate(
+    platform_admin, platform_approver, chart_mirror: ChartMirror, stack_settings
 ):
-    """staging has no cluster yet (no kubeconfig): the gate says it checked nothing, and
-    passes."""
-    run_id, state = dry_run_upgrade(platform_admin, "staging", chart_mirror.clickhouse_next)
+    """The approval shows what the upgrade changes in the rendered manifests. staging has no
+    cluster yet (no kubeconfig): the gate says it checked nothing, and passes."""
+    run_id, state, request = dry_run_upgrade(
+        platform_admin, platform_approver, "staging", chart_mirror.clickhouse_next
+    )
     assert state == "success"
+    assert request["subject"] == f"Upgrade clickhouse in staging to {chart_mirror.clickhouse_next}?"
+    assert (
+        f"Upgrade clickhouse in staging: 0.3.6 -> {chart_mirror.clickhouse_next}"
+        in (request["body"])
+    )
+    assert "-    helm.sh/chart: clickhouse-0.3.6" in request["body"]
+    assert f"+    helm.sh/chart: clickhouse-{chart_mirror.clickhouse_next}" in request["body"]
+    assert [user["name"] for user in request["assigned_users"]] == ["platform-approver"]
 
     states = platform_admin.task_states(UPGRADE, run_id)
     assert states.pop("rollback") == "skipped"
@@ -165,14 +216,21 @@ def test_a_dry_run_upgrade_checks_the_version_and_passes_its_gate(
 
 
 def test_a_failing_health_gate_rolls_back_and_fails_the_run(
-    platform_admin, chart_mirror: ChartMirror, unreachable_staging_cluster, stack_settings
+    platform_admin,
+    platform_approver,
+    chart_mirror: ChartMirror,
+    unreachable_staging_cluster,
+    stack_settings,
 ):
-    run_id, state = dry_run_upgrade(platform_admin, "staging", chart_mirror.clickhouse_next)
+    run_id, state, _ = dry_run_upgrade(
+        platform_admin, platform_approver, "staging", chart_mirror.clickhouse_next
+    )
     assert state == "failed"
 
     states = platform_admin.task_states(UPGRADE, run_id)
     assert states == {
         "preflight": "success",
+        "approve": "success",
         "backup": "success",
         "upgrade": "success",
         "health_gate": "success",

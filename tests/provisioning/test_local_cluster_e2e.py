@@ -1,5 +1,5 @@
-"""The provisioning DAGs for real, on the real Airflow of the local stack (REST API only, as the
-platform-admin user), against the local Kubernetes cluster (real control plane, kwok nodes)
+"""The provisioning DAGs for real, on the real Airflow of the local stack (REST API only:
+platform-admin triggers, platform-approver approves), against the local Kubernetes cluster (real control plane, kwok nodes)
 started once per session, with real upstream charts from the chart mirror.
 
 The tests run in file order and build on each other: install, re-run with no change, two failed
@@ -47,12 +47,13 @@ def kubectl_json(cluster: LocalCluster, *args: str) -> dict:
     return dict(json.loads(result.stdout))
 
 
-def provision(client, components: list[str]) -> str:
+def provision(client, approver, components: list[str]) -> str:
+    """A run ``client`` triggers and ``approver`` approves (nobody approves their own)."""
     run_id = client.trigger(
         PROVISION, {"environment": "local", "components": components, "dry_run": False}
     )
     client.wait_for_input(PROVISION, run_id, "approve")
-    client.respond(PROVISION, run_id, "approve", "Approve")
+    approver.respond(PROVISION, run_id, "approve", "Approve")
     client.wait_for_run(PROVISION, run_id)
     return run_id
 
@@ -93,9 +94,9 @@ def test_the_cluster_commands_report_and_repeat_harmlessly(cluster, stack_settin
 
 
 def test_provisioning_local_installs_real_releases_wave_by_wave(
-    cluster, platform_admin, stack_settings
+    cluster, platform_admin, platform_approver, stack_settings
 ):
-    run_id = provision(platform_admin, COMPONENTS)
+    run_id = provision(platform_admin, platform_approver, COMPONENTS)
 
     states = platform_admin.task_states(PROVISION, run_id)
     assert platform_admin.run(PROVISION, run_id)["state"] == "success", states
@@ -126,11 +127,17 @@ def test_provisioning_local_installs_real_releases_wave_by_wave(
 
 
 def test_a_second_run_with_nothing_changed_makes_no_new_revision(
-    cluster, platform_admin, stack_settings
+    cluster, platform_admin, platform_approver, stack_settings
 ):
-    run_id = provision(platform_admin, COMPONENTS)
+    run_id = provision(platform_admin, platform_approver, COMPONENTS)
 
     assert platform_admin.run(PROVISION, run_id)["state"] == "success"
+    # The approval said so: the installed values are the values files'.
+    approval = platform_admin.xcom(PROVISION, run_id, "plan")["text"]
+    assert (
+        f"cert-manager {load_manifest(with_values=False).component('cert-manager').version}: no change"
+        in approval
+    )
     for number, wave in enumerate(WAVES):
         steps = platform_admin.xcom(PROVISION, run_id, f"wave_{number}.deploy")
         assert [s["action"] for s in steps] == ["unchanged"] * len(wave)
@@ -138,7 +145,7 @@ def test_a_second_run_with_nothing_changed_makes_no_new_revision(
         assert len(helm_history(cluster, stack_settings, release)) == 1
 
 
-def upgrade(client, version: str) -> str:
+def upgrade(client, approver, version: str) -> str:
     run_id = client.trigger(
         UPGRADE,
         {
@@ -148,16 +155,18 @@ def upgrade(client, version: str) -> str:
             "dry_run": False,
         },
     )
+    client.wait_for_input(UPGRADE, run_id, "approve")
+    approver.respond(UPGRADE, run_id, "approve", "Approve")
     client.wait_for_run(UPGRADE, run_id)
     return run_id
 
 
 def test_an_upgrade_whose_helm_wait_fails_is_rolled_back(
-    cluster, platform_admin, chart_mirror, stack_settings
+    cluster, platform_admin, platform_approver, chart_mirror, stack_settings
 ):
     """The new controller pods never become ready (kwok keeps them in CrashLoopBackOff):
     `helm upgrade --wait` times out, the gate reports it, the release goes back to revision 1."""
-    run_id = upgrade(platform_admin, chart_mirror.cert_manager_crash_loop)
+    run_id = upgrade(platform_admin, platform_approver, chart_mirror.cert_manager_crash_loop)
 
     assert platform_admin.run(UPGRADE, run_id)["state"] == "failed"
     states = platform_admin.task_states(UPGRADE, run_id)

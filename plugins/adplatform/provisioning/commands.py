@@ -122,6 +122,25 @@ def helm_upgrade(
     )
 
 
+def helm_template(component: Component, environment: str, version: str) -> Command:
+    """The manifests a version of the chart renders with the environment's values (what an
+    upgrade will apply; diffed against the current version's for the approval)."""
+    values = [v.format(environment=environment) for v in component.values]
+    return Command(
+        (
+            "helm",
+            "template",
+            component.release,
+            *chart_reference(component, version),
+            "--version",
+            version,
+            "--namespace",
+            component.namespace,
+            *(arg for path in values for arg in ("--values", path)),
+        )
+    )
+
+
 def helm_rollback(
     component: Component, revision: int | str, *, wait_seconds: int | None = None
 ) -> Command:
@@ -220,8 +239,11 @@ def terraform_plan(
     )
 
 
-def terraform_show(cloud: str, plan_file: Path) -> Command:
-    return Command(("tofu", f"-chdir={terraform_root(cloud)}", "show", "-json", str(plan_file)))
+def terraform_show(cloud: str, plan_file: Path, *, as_json: bool = True) -> Command:
+    """The saved plan: as JSON (for the summary), or as a person reads it (every attribute that
+    changes, old -> new)."""
+    form = ("-json",) if as_json else ("-no-color",)
+    return Command(("tofu", f"-chdir={terraform_root(cloud)}", "show", *form, str(plan_file)))
 
 
 def terraform_apply(cloud: str, plan_file: Path) -> Command:

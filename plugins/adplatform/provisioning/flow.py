@@ -76,13 +76,19 @@ def check_reachable(environment: str) -> str:
     return f"{environment}: Kubernetes {version}"
 
 
-def plan(request: dict[str, Any]) -> dict[str, Any]:
+def plan(request: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """The run's plan, for the approval: servers (a saved tofu plan in a file of this run's own,
+    its sha256, and every attribute that changes) and each release's values diff."""
+    from adplatform.provisioning.approval import run_plan_file
     from adplatform.provisioning.infrastructure import PlanSummary, plan_infrastructure
+    from adplatform.provisioning.releases import shortened, values_diff
 
-    manifest = load_manifest(with_values=False)
-    summary = plan_infrastructure(get_settings(), request["environment"], request["cloud"])
-    text = (
-        f"{request['environment']}: the local cluster (adplatform cluster up), no servers to change."
+    settings, manifest = get_settings(), load_manifest(with_values=False)
+    environment, cloud = request["environment"], request["cloud"]
+    plan_file = run_plan_file(settings, environment, cloud, run_id)
+    summary = plan_infrastructure(settings, environment, cloud, plan_file)
+    servers = (
+        f"{environment}: the local cluster (adplatform cluster up), no servers to change."
         if request["local_cluster"]
         else PlanSummary(**summary).text()
     )
@@ -90,27 +96,66 @@ def plan(request: dict[str, Any]) -> dict[str, Any]:
         f"  wave {i}: " + ", ".join(f"{n} {manifest.component(n).version}" for n in wave)
         for i, wave in enumerate(request["waves"])
     ]
+    diffs = [
+        values_diff(settings, environment, manifest.component(name))
+        for wave in request["waves"]
+        for name in wave
+    ]
+    print("\n\n".join(diffs))  # the whole diff in the task log; the approval shows its head
     mode = "DRY RUN: nothing will change" if request["dry_run"] else "changes on approval"
     text = (
-        f"{mode}\n\nServers\n{text}\n\nHelm releases (upgrade --install, in waves)\n"
+        f"{mode}\n\nServers\n{servers}\n\nHelm releases (upgrade --install, in waves)\n"
         + "\n".join(releases)
+        + "\n\nRelease values (installed -> values files)\n"
+        + "\n\n".join(map(shortened, diffs))
     )
     return summary | {"text": text}
 
 
-def apply(request: dict[str, Any], planned: dict[str, Any]) -> list[dict[str, Any]]:
+def require_approval(
+    approval: dict[str, Any] | None, triggered_by: str | None, plan_file: str = ""
+) -> str:
+    """Before anything changes: the run has a recorded approval by someone other than the user
+    who triggered it, and, when there is a server plan, the approved file is ``plan_file`` (this
+    run's), unchanged. Refused for good (no retry) otherwise, with one line naming why."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from adplatform.provisioning.approval import ApprovalRefused, check_approval, check_plan_file
+
+    try:
+        approver = check_approval(approval, triggered_by)
+        if plan_file:
+            assert approval is not None  # check_approval refused a missing one
+            check_plan_file(approval, plan_file)
+    except ApprovalRefused as refused:
+        raise AirflowFailException(f"refused: {refused}") from None
+    return approver
+
+
+def apply(
+    request: dict[str, Any],
+    planned: dict[str, Any],
+    approval: dict[str, Any] | None,
+    triggered_by: str | None,
+    run_id: str,
+) -> list[dict[str, Any]]:
+    from adplatform.provisioning.approval import run_plan_file
     from adplatform.provisioning.infrastructure import Workspace, existing_nodes
 
     settings = get_settings()
+    environment, cloud = request["environment"], request["cloud"]
+    # Only this run's own plan file is ever applied, whatever a task returned.
+    plan_file = run_plan_file(settings, environment, cloud, run_id).resolve()
+    require_approval(approval, triggered_by, str(plan_file) if planned["plan_file"] else "")
     if request["local_cluster"]:
         return []  # the local cluster (adplatform cluster up) has no servers to manage
     if request["cloud"] == "existing":
         return [asdict(node) for node in existing_nodes(settings)]
-    workspace = Workspace(settings, request["environment"], request["cloud"])
+    workspace = Workspace(settings, environment, cloud)
     if request["dry_run"]:
         return []  # the servers exist only after a real apply
     nodes = (
-        workspace.apply()
+        workspace.apply(plan_file)
         if planned["create"] or planned["update"] or planned["delete"]
         else workspace.nodes()
     )
@@ -310,7 +355,7 @@ def smoke(request: dict[str, Any]) -> list[dict[str, Any]]:
 def upgrade_preflight(
     environment: str, component: str, target: str, dry_run: bool
 ) -> dict[str, Any]:
-    from adplatform.provisioning.releases import deployed
+    from adplatform.provisioning.releases import deployed, shortened, template_diff
     from adplatform.provisioning.upgrade import preflight
 
     settings, manifest = get_settings(), load_manifest()
@@ -320,10 +365,25 @@ def upgrade_preflight(
         check_reachable(environment)
     # A dry run looks at the cluster once, in the health gate; the revision stays unread.
     current = None if dry_run else deployed(settings, environment, manifest.component(component))
+    # What the upgrade changes, for the approval: the manifests each version renders.
+    diff = template_diff(
+        settings,
+        environment,
+        manifest.component(component),
+        checks["from_version"],
+        checks["to_version"],
+    )
+    print(diff)  # the whole diff in the task log; the approval shows its head
+    mode = "DRY RUN: nothing will change" if dry_run else "changes on approval"
+    text = (
+        f"{mode}\n\nUpgrade {component} in {environment}: {checks['from_version']} -> "
+        f"{checks['to_version']}\n\n{shortened(diff)}"
+    )
     return checks | {
         "environment": environment,
         "dry_run": dry_run,
         "previous_revision": current.revision if current else None,
+        "text": text,
     }
 
 
@@ -450,6 +510,9 @@ def upgrade_record(
 
 def drift_report(environment: str) -> dict[str, Any]:
     """Terraform plan -detailed-exitcode and release drift for one provisioned environment."""
+    import tempfile
+    from pathlib import Path
+
     from adplatform.provisioning.infrastructure import Workspace
     from adplatform.provisioning.releases import release_drift
 
@@ -458,7 +521,11 @@ def drift_report(environment: str) -> dict[str, Any]:
     report: dict[str, Any] = {"environment": environment, "servers": [], "releases": []}
     clouds = [path.stem for path in sorted(home.glob("*.tfstate"))]
     for cloud in clouds:
-        summary, code = Workspace(settings, environment, cloud).plan(detailed_exitcode=True)
+        with tempfile.TemporaryDirectory() as scratch:  # never an approved run's plan file
+            plan_file = Path(scratch) / f"{cloud}.tfplan"
+            summary, code = Workspace(settings, environment, cloud).plan(
+                plan_file, detailed_exitcode=True
+            )
         if code == 2:
             report["servers"].append(summary.text())
     if (home / "kubeconfig").exists():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,8 @@ class PlanSummary:
     create: list[str]
     update: list[str]
     delete: list[str]
+    plan_sha256: str = ""  # what the approval records, and apply checks
+    shown: str = ""  # `tofu show` of the plan: every attribute that changes, old -> new
 
     @property
     def changes(self) -> bool:
@@ -47,17 +49,18 @@ class PlanSummary:
         ]
         for verb, addresses in (("+", self.create), ("~", self.update), ("-", self.delete)):
             lines += [f"  {verb} {address}" for address in addresses]
-        return "\n".join(lines)
+        return "\n".join([*lines, "", self.shown.strip()])
 
 
 class Workspace:
-    """One environment on one cloud: its state, plan files and credentials."""
+    """One environment on one cloud: its state and credentials. Each caller plans into a file of
+    its own (a provision run's, under its run id; the drift check's, temporary), so an approved
+    plan is never overwritten by another plan."""
 
     def __init__(self, settings: Settings, environment: str, cloud: str) -> None:
         self.settings, self.environment, self.cloud = settings, environment, cloud
         self.home = settings.provisioning_dir / environment
         self.state_file = self.home / f"{cloud}.tfstate"
-        self.plan_file = self.home / f"{cloud}.tfplan"
 
     def _env(self) -> dict[str, str]:
         env = {
@@ -81,25 +84,31 @@ class Workspace:
             .strip(),
         }
 
-    def plan(self, *, detailed_exitcode: bool = False) -> tuple[PlanSummary, int]:
+    def plan(self, plan_file: Path, *, detailed_exitcode: bool = False) -> tuple[PlanSummary, int]:
         """Init and plan into a saved plan file; returns the summary and plan's exit code."""
-        self.home.mkdir(parents=True, exist_ok=True)
+        from adplatform.provisioning.approval import file_sha256
+
+        plan_file = plan_file.resolve()
+        plan_file.parent.mkdir(parents=True, exist_ok=True)
         self._run(commands.terraform_init(self.cloud, self.state_file.resolve()))
         result = self._run(
             commands.terraform_plan(
                 self.environment,
                 self.cloud,
-                self.plan_file.resolve(),
+                plan_file,
                 self.variables(),
                 detailed_exitcode=detailed_exitcode,
             ),
             ok_codes=(0, 2) if detailed_exitcode else (0,),
         )
-        shown = self._run(commands.terraform_show(self.cloud, self.plan_file.resolve()))
-        return summarize_plan(json.loads(shown.stdout), self), result.returncode
+        plan = json.loads(self._run(commands.terraform_show(self.cloud, plan_file)).stdout)
+        shown = self._run(commands.terraform_show(self.cloud, plan_file, as_json=False)).stdout
+        summary = summarize_plan(plan, self, plan_file)
+        return replace(summary, plan_sha256=file_sha256(plan_file), shown=shown), result.returncode
 
-    def apply(self) -> list[Node]:
-        self._run(commands.terraform_apply(self.cloud, self.plan_file.resolve()))
+    def apply(self, plan_file: Path) -> list[Node]:
+        """Apply a saved plan; the caller has checked it is the approved one."""
+        self._run(commands.terraform_apply(self.cloud, plan_file))
         return self.nodes()
 
     def nodes(self) -> list[Node]:
@@ -107,7 +116,7 @@ class Workspace:
         return [Node(n["name"], n["role"], n["public_ipv4"], 22, n["private_ipv4"]) for n in raw]
 
 
-def summarize_plan(plan: dict[str, Any], workspace: Workspace) -> PlanSummary:
+def summarize_plan(plan: dict[str, Any], workspace: Workspace, plan_file: Path) -> PlanSummary:
     """The resource changes of `tofu show -json`, grouped as a person reads a plan."""
     groups: dict[str, list[str]] = {"create": [], "update": [], "delete": []}
     for change in plan.get("resource_changes", []):
@@ -123,8 +132,10 @@ def summarize_plan(plan: dict[str, Any], workspace: Workspace) -> PlanSummary:
     return PlanSummary(
         workspace.environment,
         workspace.cloud,
-        str(workspace.plan_file),
-        **{k: sorted(v) for k, v in groups.items()},
+        str(plan_file),
+        create=sorted(groups["create"]),
+        update=sorted(groups["update"]),
+        delete=sorted(groups["delete"]),
     )
 
 
@@ -171,11 +182,13 @@ def existing_nodes(settings: Settings) -> list[Node]:
     return [Node("local-1", "server", settings.ssh_host, settings.ssh_port, settings.ssh_host)]
 
 
-def plan_infrastructure(settings: Settings, environment: str, cloud: str) -> dict[str, Any]:
+def plan_infrastructure(
+    settings: Settings, environment: str, cloud: str, plan_file: Path
+) -> dict[str, Any]:
     if cloud == "existing":
         return asdict(PlanSummary(environment, cloud, "", [], [], []))
     try:
-        summary, _ = Workspace(settings, environment, cloud).plan()
+        summary, _ = Workspace(settings, environment, cloud).plan(plan_file)
     except ToolError as error:
         raise ToolError(f"terraform plan for {environment} on {cloud} failed: {error}") from None
     return asdict(summary)

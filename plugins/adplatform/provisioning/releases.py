@@ -170,6 +170,79 @@ def deploy(
     return ReleaseStep(name, str(command), "upgrade" if current else "install", False, previous)
 
 
+# An approval shows each diff up to this many lines (the planning task's log has all of it).
+DIFF_LINES_SHOWN = 400
+
+
+def unified_diff(old: str, new: str, old_name: str, new_name: str) -> str:
+    """`diff -u` of two texts, as `helm diff` shows a release."""
+    import difflib
+
+    return "\n".join(
+        difflib.unified_diff(
+            old.splitlines(), new.splitlines(), old_name, new_name, lineterm="", n=2
+        )
+    )
+
+
+def shortened(diff: str) -> str:
+    """A diff cut after DIFF_LINES_SHOWN lines, saying where the rest is."""
+    lines = diff.splitlines()
+    if len(lines) <= DIFF_LINES_SHOWN:
+        return diff
+    rest = len(lines) - DIFF_LINES_SHOWN
+    return "\n".join([*lines[:DIFF_LINES_SHOWN], f"... {rest} more lines in the task's log"])
+
+
+def values_diff(settings: Settings, environment: str, component: Component) -> str:
+    """What installing the release changes: its chart version and the diff of its user-supplied
+    values, from the installed release's (`helm get values`) to the values files'. An
+    environment without a kubeconfig has no cluster yet: everything is new."""
+    import yaml
+
+    new = yaml.safe_dump(desired_values(component, environment), sort_keys=True)
+    current = None
+    if (settings.provisioning_dir / environment / "kubeconfig").exists():
+        try:
+            current = deployed(settings, environment, component)
+        except ToolError as error:
+            first = str(error).splitlines()[-1][:300]
+            return f"{component.name}: the installed release could not be read ({first})"
+    if current is None:
+        old, was = "", "not installed"
+    else:
+        env = helm_env(settings, environment)
+        live = json.loads(Command(commands.helm_get_values(component).argv, env=env).run().stdout)
+        old, was = yaml.safe_dump(live or {}, sort_keys=True), current.chart_version
+    if current is not None and old == new and was == component.version:
+        return f"{component.name} {was}: no change"
+    diff = unified_diff(
+        old, new, f"{component.name} {was} values", f"{component.name} {component.version} values"
+    )
+    return f"{component.name}: {was} -> {component.version}\n{diff or '(values unchanged)'}"
+
+
+def template_diff(
+    settings: Settings, environment: str, component: Component, old: str, new: str
+) -> str:
+    """`helm diff`-style: the manifests chart version ``new`` renders against those ``old``
+    renders, with the environment's values (what an upgrade applies)."""
+    rendered = [
+        Command(
+            commands.helm_template(component, environment, version).argv,
+            env=helm_env(settings, environment),  # helm's caches under the data root
+        ).run(timeout=600)
+        for version in (old, new)
+    ]
+    diff = unified_diff(
+        rendered[0].stdout,
+        rendered[1].stdout,
+        f"{component.name} {old} (helm template)",
+        f"{component.name} {new} (helm template)",
+    )
+    return f"{component.name}: {old} -> {new}\n{diff or '(the rendered manifests are the same)'}"
+
+
 @dataclass
 class Health:
     component: str
