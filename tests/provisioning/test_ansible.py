@@ -4,12 +4,19 @@ second run leaves unchanged, and the SSHHook/SSHOperator path the DAGs use."""
 from __future__ import annotations
 
 import base64
+import subprocess
 
 import pytest
 
 from adplatform.provisioning import commands
 from adplatform.provisioning.infrastructure import Node
-from adplatform.provisioning.nodes import Access, run_playbook, wait_for_ssh, write_inventory
+from adplatform.provisioning.nodes import (
+    Access,
+    HostKeyChanged,
+    run_playbook,
+    wait_for_ssh,
+    write_inventory,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -34,6 +41,24 @@ def test_playbooks_pass_the_syntax_check(target, playbook):
 def test_the_sshhook_reaches_the_node(target):
     node, access, _ = target
     assert wait_for_ssh([node], access, timeout=30)["node-1"]
+
+
+def test_the_host_key_is_pinned_at_first_contact_and_verified_after(sshd, tmp_path):
+    access = Access(sshd.user, sshd.key_file, tmp_path / "known_hosts")
+    node = Node("node-1", "server", sshd.host, sshd.port)
+    wait_for_ssh([node], access, timeout=30)
+    _, served_key = (sshd.key_file.parent / "host_key.pub").read_text().split()[:2]
+    [pinned] = access.known_hosts.read_text().splitlines()
+    assert pinned.split() == [f"[{sshd.host}]:{sshd.port}", "ssh-ed25519", served_key]
+    wait_for_ssh([node], access, timeout=30)  # verified against the pin
+    # The pinned key is another one (the server was rebuilt, or someone else answers there).
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", tmp_path / "other"], check=True
+    )
+    other = (tmp_path / "other.pub").read_text().split()[1]
+    access.known_hosts.write_text(pinned.replace(served_key, other) + "\n")
+    with pytest.raises(HostKeyChanged, match=r"node-1 .* pinned in .*known_hosts: if the server"):
+        wait_for_ssh([node], access, timeout=600)  # refused at once, never retried
 
 
 def test_the_sshoperator_runs_a_command_on_the_node(target):

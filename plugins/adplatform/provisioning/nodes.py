@@ -36,20 +36,60 @@ class Access:
     known_hosts: Path
 
 
+class HostKeyChanged(ToolError):
+    """A node answers with another host key than the one pinned at first contact."""
+
+
+def pinned_host_key(node: Node, access: Access, timeout: int = 10) -> Any:
+    """The node's SSH host key as pinned in the environment's known_hosts: learnt at first
+    contact (a server Terraform just created has a key nobody has seen yet) and verified at every
+    later one. Ansible's ssh reads the same file."""
+    import paramiko
+
+    entry = node.host if node.port == 22 else f"[{node.host}]:{node.port}"
+    known = paramiko.HostKeys()
+    if access.known_hosts.exists():
+        known.load(str(access.known_hosts))
+    if entry in known:
+        return next(iter(known[entry].values()))
+    with paramiko.Transport((node.host, node.port)) as transport:
+        transport.start_client(timeout=timeout)
+        key = transport.get_remote_server_key()
+    known.add(entry, key.get_name(), key)
+    access.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+    known.save(str(access.known_hosts))
+    return key
+
+
 def ssh_hook(node: Node, access: Access, timeout: int = 10) -> Any:
+    """An SSHHook that accepts only the node's pinned host key."""
     from airflow.providers.ssh.hooks.ssh import SSHHook
 
-    return SSHHook(
+    hook = SSHHook(
         remote_host=node.host,
         port=node.port,
         username=access.user,
         key_file=str(access.key_file),
         conn_timeout=timeout,
         cmd_timeout=60,
-        # A server Terraform just created has a host key nobody has seen yet; Ansible then pins
-        # it in the environment's known_hosts (StrictHostKeyChecking=accept-new).
-        no_host_key_check=True,
+        no_host_key_check=False,
     )
+    hook.host_key = pinned_host_key(node, access, timeout)  # the hook takes it from a connection
+    return hook
+
+
+def _connect(node: Node, access: Access) -> Any:
+    """An SSH client of the node; a host key other than the pinned one is refused for good."""
+    import paramiko
+
+    try:
+        return ssh_hook(node, access).get_conn()
+    except paramiko.BadHostKeyException:
+        raise HostKeyChanged(
+            f"{node.name} ({node.host}:{node.port}) answers with a host key other than the one "
+            f"pinned in {access.known_hosts}: if the server was rebuilt, delete its line there "
+            "and re-run; otherwise someone else answers at that address"
+        ) from None
 
 
 def wait_for_ssh(nodes: Iterable[Node], access: Access, timeout: float = 600) -> dict[str, str]:
@@ -59,10 +99,12 @@ def wait_for_ssh(nodes: Iterable[Node], access: Access, timeout: float = 600) ->
     for node in nodes:
         while True:
             try:
-                with ssh_hook(node, access).get_conn() as client:
+                with _connect(node, access) as client:
                     _, stdout, _ = client.exec_command("uname -r", timeout=30)
                     kernels[node.name] = stdout.read().decode().strip()
                 break
+            except HostKeyChanged:
+                raise
             except Exception as error:  # the server is still booting; paramiko raises many kinds
                 if time.monotonic() > deadline:
                     raise ToolError(
@@ -172,7 +214,7 @@ def fetch_kubeconfig(settings: Settings, environment: str, server: Node, access:
     """Copy K3s' admin kubeconfig from the first server, pointed at its public address, into the
     file the ``kubernetes_<environment>`` connection reads (written aside, then renamed; 0600)."""
     with (
-        ssh_hook(server, access).get_conn() as client,
+        _connect(server, access) as client,
         client.open_sftp() as sftp,
         sftp.open("/etc/rancher/k3s/k3s.yaml") as remote,
     ):
