@@ -15,8 +15,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-# Spark jobs run in this pool, one at a time: local[2] takes every core of a developer machine
-# (production: size it to what the Spark cluster runs at once).
+# Spark jobs run in this pool, one at a time: local[2] takes every core of a developer machine.
+# On the platform, Airflow's migration Job creates it, sized per environment (helm_values/airflow).
 SPARK_POOL = "spark"
 SPARK_POOL_SLOTS = 1
 

@@ -5,21 +5,31 @@ monitor installed before its CRD, naming file, key and fix."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from adplatform.clickhouse.client import POOL as CLICKHOUSE_POOL
+from adplatform.orchestration import SPARK_POOL
+from adplatform.provisioning import flow
 from adplatform.provisioning.charts import (
     ChartError,
     _commented_keys,
+    chart_archive,
     check_before_apply,
     check_charts,
+    render,
 )
 from adplatform.provisioning.commands import helm_upgrade
 from adplatform.provisioning.manifest import load_manifest
 from adplatform.settings import get_settings, load_settings
-from tests.provisioning.conftest import UPSTREAM_CHARTS
+from tests.provisioning.conftest import UPSTREAM_CHARTS, repackage
 
 ENVIRONMENTS = ["local", "staging", "production"]
 
@@ -155,3 +165,107 @@ def test_keys_a_chart_documents_commented_out_are_known():
         ("global", "psql", "password"),
         ("global", "psql", "password", "secret"),
     }
+
+
+@pytest.fixture
+def strict_cilium_mirror(tmp_path) -> Path:
+    """The upstream charts, but Cilium 1.18.4 and an upgrade to 1.18.5 whose schema wants at
+    least two operator replicas (the local overlay sets one)."""
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for archive in UPSTREAM_CHARTS.glob("*.tgz"):
+        if archive.name != "cilium-1.18.4.tgz":
+            (mirror / archive.name).symlink_to(archive)
+
+    def two_operators_at_least(chart: Path) -> None:
+        path = chart / "values.schema.json"
+        schema = json.loads(path.read_text())
+        schema["properties"]["operator"]["properties"]["replicas"]["minimum"] = 2
+        path.write_text(json.dumps(schema))
+
+    for version in ("1.18.4", "1.18.5"):
+        repackage(UPSTREAM_CHARTS / "cilium-1.18.4.tgz", version, mirror, two_operators_at_least)
+    return mirror
+
+
+REJECTED = (
+    "helm_values/cilium/values.yaml + helm_values/cilium/local.yaml: operator.replicas: "
+    "1 is less than the minimum of 2 (schema of chart cilium {version})"
+)
+
+
+def test_provisioning_refuses_values_the_chart_rejects_before_anything_is_applied(
+    strict_cilium_mirror, chart_mirror_setting, monkeypatch, tmp_path
+):
+    """Refused in validation (a real run: before it even asks for the cluster, which does not
+    exist), naming the files, the key and the rule."""
+    monkeypatch.setenv("ADP_DATA_ROOT", str(tmp_path / "data"))
+    chart_mirror_setting(str(strict_cilium_mirror))
+    with pytest.raises(ChartError) as refused:
+        flow.validate_request("local", "existing", ["cilium"], dry_run=False)
+    assert REJECTED.format(version="1.18.4") in refused.value.problems
+
+
+def test_an_upgrade_is_refused_when_the_target_chart_rejects_the_values(
+    strict_cilium_mirror, tmp_path
+):
+    from adplatform.provisioning.upgrade import preflight
+
+    settings = load_settings(
+        data_root=tmp_path / "data", helm_chart_mirror=str(strict_cilium_mirror)
+    )
+    with pytest.raises(ChartError) as refused:
+        preflight(settings, load_manifest(), "local", "cilium", "1.18.5")
+    assert REJECTED.format(version="1.18.5") in refused.value.problems
+
+
+def rendered_pools(environment: str, mirror: str, cache: Path) -> tuple[dict[str, str], str]:
+    """The Airflow chart's migration Job as rendered for the environment: its variables and
+    the script it runs."""
+    manifest = load_manifest(with_values=False)
+    airflow = manifest.component("airflow")
+    archive = chart_archive(airflow, mirror, cache, "infra/platform.yaml")
+    kube_version = manifest.environment(environment).k3s_version.split("+")[0]
+    rendered = render(airflow, archive, airflow.values_files(environment), kube_version, ())
+    assert not rendered.problems, rendered.problems
+    [job] = [
+        o
+        for o in rendered.objects
+        if o["kind"] == "Job" and o["metadata"]["name"].endswith("-run-airflow-migrations")
+    ]
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    assert container["args"][:2] == ["bash", "-c"]
+    return {e["name"]: e["value"] for e in container["env"] if "value" in e}, container["args"][2]
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_the_airflow_chart_creates_the_pools_the_lakehouse_dags_use(
+    environment, mirror, chart_cache
+):
+    variables, script = rendered_pools(environment, mirror, chart_cache)
+    pools = dict(re.findall(r'airflow pools set (\S+) "\$(\w+)"', script))
+    assert set(pools) == {SPARK_POOL, CLICKHOUSE_POOL}, script
+    assert all(int(variables[variable]) >= 1 for variable in pools.values()), variables
+
+
+@pytest.mark.slow  # three Airflow commands, one a database migration
+def test_the_migration_jobs_script_creates_the_pools_in_a_real_airflow(
+    mirror, chart_cache, tmp_path
+):
+    """The rendered script, run as the Job runs it (its variables, bash -c), against an Airflow
+    metadata database of its own."""
+    variables, script = rendered_pools("local", mirror, chart_cache)
+    airflow_env = {
+        "AIRFLOW_HOME": str(tmp_path),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path / 'airflow.db'}",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    env = {**os.environ, **airflow_env, **variables}
+    subprocess.run(["bash", "-c", script], env=env, check=True, capture_output=True)
+    listed = subprocess.run(
+        ["airflow", "pools", "list", "-o", "json"], env=env, check=True, capture_output=True
+    )
+    slots = {pool["pool"]: pool["slots"] for pool in json.loads(listed.stdout)}
+    assert int(slots[SPARK_POOL]) == int(variables["SPARK_POOL_SLOTS"])
+    assert int(slots[CLICKHOUSE_POOL]) == int(variables["CLICKHOUSE_POOL_SLOTS"])

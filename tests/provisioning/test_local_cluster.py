@@ -107,7 +107,7 @@ def test_a_real_run_into_a_cluster_that_does_not_answer_is_refused(
     with pytest.raises(ToolError, match=r"no cluster .* start it with `adplatform cluster up`"):
         flow.validate_request("local", "existing", ["cert-manager"], False)
 
-    kubeconfig.parent.mkdir(parents=True)
+    kubeconfig.parent.mkdir(parents=True, exist_ok=True)  # the values check made it
     kubeconfig.write_text(
         json.dumps(
             {

@@ -39,19 +39,25 @@ def test_every_component_comes_after_everything_it_depends_on():
     assert manifest.waves()[1] == ["cilium"]
 
 
-def test_selecting_a_component_brings_its_dependencies():
+def test_selecting_a_component_brings_its_dependencies_for_the_cloud():
     manifest = load_manifest()
-    selected = {name for wave in manifest.waves(["mlflow"]) for name in wave}
+    selected = {name for wave in manifest.waves(["mlflow"], ["hcloud"]) for name in wave}
     assert {
         "mlflow",
         "postgresql",
         "postgres-operator",
         "minio",
+        "platform-secrets",
+        "external-secrets",
         "vault",
+        "hcloud-csi",  # Vault's volumes: on AWS aws-ebs-csi-driver, locally local-path
+        "cluster-issuers",
         "cert-manager",
         "cilium",
         "prometheus-operator-crds",
     } == selected
+    locally = {name for wave in manifest.waves(["vault"], ["existing"]) for name in wave}
+    assert "local-path-provisioner" in locally and "hcloud-csi" not in locally
 
 
 def test_a_dependency_cycle_is_refused_with_its_path(scratch_repo):

@@ -21,10 +21,11 @@ ENVIRONMENTS = ["local", "staging", "production"]
 def render(environment: str) -> str:
     manifest = load_manifest(with_values=False)
     lines = [f"# {environment}: helm, wave by wave"]
-    for wave, names in enumerate(manifest.waves()):
+    clouds = manifest.environment(environment).clouds
+    for wave, names in enumerate(manifest.waves(clouds=clouds)):
         lines += [f"# wave {wave}"]
         lines += [str(commands.helm_upgrade(manifest.component(n), environment)) for n in names]
-    for cloud in manifest.environment(environment).clouds:
+    for cloud in clouds:
         if cloud == "existing":
             continue
         state, plan = (

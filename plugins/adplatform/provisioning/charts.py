@@ -39,7 +39,7 @@ import yaml
 
 from adplatform.provisioning.commands import Command, ToolError
 from adplatform.provisioning.manifest import Component, Manifest, ManifestError, merge_values
-from adplatform.settings import Settings
+from adplatform.settings import REPO_ROOT, Settings
 
 # Kubernetes-typed blocks: their keys are Kubernetes' own, checked on the rendered objects
 # against Kubernetes' schema (a chart's default there is an example, not the list of keys).
@@ -94,11 +94,26 @@ class Chart:
 # --- Finding and reading charts -----------------------------------------------------------------
 
 
-def chart_archive(component: Component, mirror: str, cache_dir: Path, where: str) -> Path:
+def chart_archive(
+    component: Component, mirror: str, cache_dir: Path, where: str, root: Path = REPO_ROOT
+) -> Path:
     """The packaged chart at the pinned version, from the mirror (a directory or a repository
-    URL) or the component's own repository; ChartError names the manifest key when it is not
-    there."""
+    URL) or the component's own repository, or packaged from this repository's folder (under
+    ``root``); ChartError names the manifest key when it is not there."""
     key = f"{where}: components.{component.name}.version"
+    if component.in_repository:
+        folder = root / component.in_repository
+        meta = yaml.safe_load((folder / "Chart.yaml").read_text())
+        if str(meta["version"]) != component.version:
+            raise ChartError(
+                [
+                    f"{key}: {component.version}, but {component.in_repository}/Chart.yaml says "
+                    f"{meta['version']}: pin the chart's version"
+                ]
+            )
+        target = cache_dir / "packaged"
+        Command(("helm", "package", str(folder), "-d", str(target))).run(timeout=120)
+        return target / f"{component.chart}-{component.version}.tgz"
     if mirror and "://" not in mirror:
         archive = Path(mirror) / f"{component.chart}-{component.version}.tgz"
         if archive.is_file():
@@ -516,12 +531,17 @@ def check_charts(
     """Run the whole values check; raise ChartError listing every problem (none: return)."""
     where = _relative(manifest.path, manifest.root)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    names = sorted(manifest.closure(list(components))) if components else list(manifest.components)
+    environments = list(environments)
+    clouds = {c for e in environments for c in manifest.environment(e).clouds}
+    waves = manifest.waves(list(components) if components else None, clouds)
+    names = sorted(name for wave in waves for name in wave)
     problems: list[str] = []
     archives: dict[str, Path] = {}
     for name in names:
         try:
-            archives[name] = chart_archive(manifest.components[name], mirror, cache_dir, where)
+            archives[name] = chart_archive(
+                manifest.components[name], mirror, cache_dir, where, manifest.root
+            )
         except ChartError as error:
             problems += error.problems
     if problems:
@@ -549,13 +569,15 @@ def _environment_problems(
 ) -> list[str]:
     """One environment, wave by wave: a wave renders with the API versions of the CRDs its
     dependencies installed, as the cluster would serve them then."""
-    kube_version = manifest.environment(environment).k3s_version.split("+")[0]
+    spec = manifest.environment(environment)
+    kube_version = spec.k3s_version.split("+")[0]
     crds: dict[str, set[tuple[str, str]]] = {}
     problems: list[str] = []
-    for wave in manifest.waves(names):
+    for wave in manifest.waves(names, spec.clouds):
         futures = {}
         for name in wave:
-            before = set().union(*(crds[dep] for dep in manifest.closure([name]) - {name}))
+            needs = manifest.closure([name]) - {name}
+            before = set().union(*(crds.get(dep, set()) for dep in needs))
             api_versions = {form for api, kind in before for form in (api, f"{api}/{kind}")}
             component = manifest.components[name]
             files = component.values_files(environment, manifest.root)

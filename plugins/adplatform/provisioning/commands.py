@@ -73,9 +73,11 @@ RELEASE_DESCRIPTION = "applied by adplatform"
 
 def chart_reference(component: Component, version: str) -> tuple[str, ...]:
     """The chart argument(s) of a Helm command: the component's repository, or the chart mirror
-    (ADP_HELM_CHART_MIRROR) when one is set."""
+    (ADP_HELM_CHART_MIRROR) when one is set; a chart of this repository is its folder."""
     from adplatform.settings import get_settings
 
+    if component.in_repository:
+        return (str(component.in_repository),)
     mirror = get_settings().helm_chart_mirror
     if mirror and "://" not in mirror:
         return (f"{mirror.rstrip('/')}/{component.chart}-{version}.tgz",)

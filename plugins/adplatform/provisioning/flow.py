@@ -19,8 +19,10 @@ def validate_request(
     environment: str, cloud: str, components: list[str], dry_run: bool
 ) -> dict[str, Any]:
     """Check the request against the manifest (and every values file against the policy), every
-    chart version against the chart mirror, and, for a real run into an existing cluster, that its
-    API answers: refused here, before anything changes."""
+    chart version against the chart mirror, the values against the charts they configure (unknown
+    keys, schema, rendering), and, for a real run into an existing cluster, that its API answers:
+    refused here, before anything changes."""
+    from adplatform.provisioning.charts import check_before_apply
     from adplatform.provisioning.releases import check_in_mirror
 
     settings, manifest = get_settings(), load_manifest()
@@ -29,10 +31,11 @@ def validate_request(
         raise ManifestError(
             [f"params.cloud_provider: {environment} runs on {', '.join(env.clouds)}, not {cloud}"]
         )
-    waves = manifest.waves(components or None)
+    waves = manifest.waves(components or None, [cloud])
     names = sorted(name for wave in waves for name in wave)
     for name in names:
         check_in_mirror(settings, manifest.component(name), manifest.component(name).version)
+    check_before_apply(settings, manifest, environment, names)
     if env.cluster == "local" and not dry_run:
         check_reachable(environment)
     return {

@@ -8,6 +8,7 @@ edit fixes a broken manifest. Nothing is installed from a manifest that does not
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -61,7 +62,8 @@ class Backup(_Strict):
 
 class Component(_Strict):
     name: str = ""
-    repository: str = Field(pattern=r"^(https://|oci://)\S+$")
+    # https:// or oci://: a chart repository; file://<folder>: a chart of this repository.
+    repository: str = Field(pattern=r"^(https://|oci://|file://)\S+$")
     chart: str
     version: str = Field(pattern=r"^v?\d+\.\d+\.\d+$")
     namespace: str = Field(pattern=_NAME)
@@ -71,10 +73,24 @@ class Component(_Strict):
     upgrade: UpgradeStep = "minor"
     backup: Backup | None = None
     policy_exceptions: dict[Literal["root", "no_workloads", "operator_managed_pods"], str] = {}
+    # Installed only where the cluster runs on one of these clouds (a cloud's CSI driver); empty:
+    # everywhere. A dependency on a component another cloud's run leaves out is met by its
+    # alternative for this cloud.
+    clouds: tuple[Cloud, ...] = ()
 
     @property
     def release(self) -> str:
         return self.name
+
+    @property
+    def in_repository(self) -> Path | None:
+        """The chart's folder, relative to the repository root, when this repository holds it."""
+        if self.repository.startswith("file://"):
+            return Path(self.repository.removeprefix("file://")) / self.chart
+        return None
+
+    def runs_on(self, clouds: Iterable[str]) -> bool:
+        return not self.clouds or bool(set(self.clouds) & set(clouds))
 
     def values_files(self, environment: str, root: Path = REPO_ROOT) -> list[Path]:
         return [root / v.format(environment=environment) for v in self.values]
@@ -112,9 +128,15 @@ class Manifest(_Strict):
     def _where(self, key: str) -> str:
         return f"{_relative(self.path)}: {key}"
 
-    def waves(self, selected: list[str] | None = None) -> list[list[str]]:
-        """Components in dependency waves; with ``selected``, those plus everything they need."""
+    def waves(
+        self, selected: list[str] | None = None, clouds: Iterable[str] | None = None
+    ) -> list[list[str]]:
+        """Components in dependency waves; with ``selected``, those plus everything they need;
+        with ``clouds``, only those that run there."""
         needed = self.closure(selected) if selected else set(self.components)
+        if clouds is not None:
+            clouds = set(clouds)
+            needed = {name for name in needed if self.components[name].runs_on(clouds)}
         depth: dict[str, int] = {}
 
         def wave_of(name: str) -> int:
@@ -231,7 +253,9 @@ def load_manifest(
         )
     if with_values:
         for component in manifest.components.values():
-            for environment in manifest.environments:
+            for environment, spec in manifest.environments.items():
+                if not component.runs_on(spec.clouds):
+                    continue
                 layers = []
                 for values_file in component.values_files(environment, root):
                     values = _load_yaml(values_file, problems)

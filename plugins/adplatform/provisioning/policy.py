@@ -144,8 +144,14 @@ def check_release(values: dict[str, Any], where: str, component: Component) -> l
 
 
 def _missing_resources(block: dict[str, Any]) -> list[str]:
-    """Kubernetes' shape (requests/limits), Linkerd's (cpu.request, memory.limit) or the Altinity
-    Keeper chart's (cpuRequestsMs, memoryRequestsMiB, memoryLimitsMiB)."""
+    """Kubernetes' shape (requests/limits), per container or not, Linkerd's (cpu.request,
+    memory.limit) or the Altinity Keeper chart's (cpuRequestsMs, memoryRequestsMiB,
+    memoryLimitsMiB)."""
+    if block and all(
+        isinstance(inner, dict) and inner and set(inner) <= {"requests", "limits"}
+        for inner in block.values()
+    ):  # per container (hcloud-csi's controller.resources.<container>)
+        return [f"{name}.{m}" for name, inner in block.items() for m in _missing_resources(inner)]
     if any(key.endswith(("Ms", "MiB")) for key in block):
         keeper = ("cpuRequestsMs", "memoryRequestsMiB", "memoryLimitsMiB")
         return [key for key in keeper if key not in block]

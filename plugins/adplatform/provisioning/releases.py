@@ -66,6 +66,8 @@ def check_in_mirror(settings: Settings, component: Component, version: str) -> s
     """Refuse a chart version the site's chart mirror does not serve (no mirror: nothing to
     check here; the upgrade pre-flight asks the upstream repository)."""
     mirror = settings.helm_chart_mirror
+    if component.in_repository:
+        return f"{component.in_repository} (in this repository)"
     if not mirror:
         return f"{component.repository} (no chart mirror set)"
     if mirror.startswith(("http://", "https://")):
@@ -436,10 +438,15 @@ def release_drift(settings: Settings, manifest: Manifest, environment: str) -> l
     version, values, revisions made outside Airflow, and objects changed out of band."""
     drift = []
     env = helm_env(settings, environment)
+    clouds = manifest.environment(environment).clouds
     for name, component in manifest.components.items():
+        if not component.runs_on(clouds):
+            continue
         current = deployed(settings, environment, component)
         if current is None:
-            drift.append({"component": name, "drift": "not installed"})
+            # A cloud's own component (its CSI driver) is missing on the environment's other cloud.
+            if not component.clouds:
+                drift.append({"component": name, "drift": "not installed"})
             continue
         if current.chart_version != component.version:
             drift.append(

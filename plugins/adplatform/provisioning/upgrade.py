@@ -53,6 +53,13 @@ def check_version_exists(
     """The chart repository serves the target version. It is the repository registered under
     the manifest URL's name in the Helm repository configuration (added from the manifest on first
     use); helm's index is refreshed when the repository answers, else the last refresh's is used."""
+    if component.in_repository:
+        raise ManifestError(
+            [
+                f"params.component: {component.name} is a chart of this repository "
+                f"({component.in_repository}): change it there and run platform_provision"
+            ]
+        )
     if settings.helm_chart_mirror:
         return check_in_mirror(settings, component, target)
     env = helm_env(settings, environment)
@@ -165,9 +172,12 @@ BACKUP_CLAIM_SIZE = "50Gi"
 
 def ensure_backup_volume(core: Any, namespace: str, timeout: float = 300) -> str:
     """The claim the backup Jobs write to, created on first use (default StorageClass) and
-    waited for until Bound, so a Job never starts without its target volume."""
+    waited for until Bound, so a Job never starts without its target volume. A class that binds
+    on first use (local-path, the CSI drivers' platform-volumes) binds it for the Job's pod:
+    waiting before would wait forever."""
     import time
 
+    from kubernetes.client import StorageV1Api
     from kubernetes.client.exceptions import ApiException
 
     try:
@@ -194,6 +204,14 @@ def ensure_backup_volume(core: Any, namespace: str, timeout: float = 300) -> str
         claim = core.read_namespaced_persistent_volume_claim(BACKUP_CLAIM, namespace)
         if claim.status.phase == "Bound":
             return f"{namespace}/{BACKUP_CLAIM} bound to {claim.spec.volume_name}"
+        if claim.spec.storage_class_name:
+            storage = StorageV1Api(core.api_client)
+            mode = storage.read_storage_class(claim.spec.storage_class_name).volume_binding_mode
+            if mode == "WaitForFirstConsumer":
+                return (
+                    f"{namespace}/{BACKUP_CLAIM} ({claim.spec.storage_class_name}: bound for the "
+                    "Job's pod)"
+                )
         time.sleep(2)
     raise ToolError(
         f"backup volume {namespace}/{BACKUP_CLAIM} is not Bound after {timeout:.0f}s: check the "
@@ -245,8 +263,12 @@ def record(settings: Settings, environment: str, entry: dict[str, Any]) -> dict[
 def preflight(
     settings: Settings, manifest: Manifest, environment: str, name: str, target: str
 ) -> dict[str, Any]:
+    """The upgrade is allowed, the target version exists, and the component's values pass the
+    values check against the target chart (with its dependencies at their pins)."""
+    from adplatform.provisioning.charts import check_before_apply
+
     component = manifest.component(name)
-    return {
+    checks = {
         "component": name,
         "from_version": component.version,
         "to_version": target,
@@ -254,3 +276,11 @@ def preflight(
         "version": check_version_exists(settings, environment, component, target),
         "stateful": component.backup is not None,
     }
+    targeted = component.model_copy(update={"version": target})
+    check_before_apply(
+        settings,
+        manifest.model_copy(update={"components": {**manifest.components, name: targeted}}),
+        environment,
+        [name],
+    )
+    return checks
