@@ -235,7 +235,7 @@ def as_columns(batch: Any, fields: Sequence[str]) -> tuple[Mapping[str, Any], in
     elif hasattr(batch, "columns") and not isinstance(batch, Mapping):  # a DataFrame
         batch = {name: batch[name] for name in fields if name in batch.columns}  # each read once
     if isinstance(batch, Mapping):
-        lengths = [len(c) for c in map(batch.get, fields) if not is_scalar(c)]
+        lengths = [len(c) for c in map(batch.get, fields) if c is not None and not is_scalar(c)]
         if not lengths:
             raise RequestError(
                 f"the batch has no column of any request field ({', '.join(fields)}): "

@@ -38,8 +38,7 @@ COLUMNAR_FORMS = {
     "Arrow dictionary columns": _dictionary_table,
     "pandas categoricals": lambda frame: frame.astype(dict.fromkeys(_strings(frame), "category")),
     "NumPy string columns": lambda frame: {  # a missing string: "nan", an unknown value
-        c: frame[c].to_numpy().astype(str if c in _strings(frame) else float)
-        for c in frame.columns
+        c: frame[c].to_numpy().astype(str if c in _strings(frame) else float) for c in frame.columns
     },
 }
 
