@@ -3,7 +3,7 @@
     scorer = CtrScorer(LocalServingStore(settings.serving_dir / "ctr_model"))
     p = scorer.score({"creative_id": "cr-00017", "publisher_id": "pub-003", ...})
     ps = scorer.score_candidates(request_context, candidate_ads)   # one request, many ads
-    ps = scorer.score_batch(columns)          # a dict of columns, a DataFrame, or request dicts
+    ps = scorer.score_batch(columns)   # a dict of columns, an Arrow table, a DataFrame, or dicts
 
 A version carries the LightGBM text model and the same model compiled to native code
 (``ml.compiled``). Loading a version verifies the checksums, the feature-spec format and that
@@ -34,6 +34,7 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
+import pyarrow as pa
 
 from ml.compiled import TOLERANCE, CompiledForest
 from ml.errors import CorruptArtifact, CtrModelError, NoServableModel, RequestError, SpecMismatch
@@ -225,10 +226,16 @@ def _only_row(columns: Mapping[str, Any], fields: Sequence[str]) -> dict[str, An
 
 
 def as_columns(batch: Any, fields: Sequence[str]) -> tuple[Mapping[str, Any], int]:
-    """A batch as columns and its row count: a mapping of columns (the fast path: sequences,
-    NumPy or Arrow arrays), a DataFrame, or a list of request dicts (converted row by row)."""
-    if isinstance(batch, Mapping) or hasattr(batch, "columns"):
-        lengths = [len(c) for c in map(batch.get, fields) if not is_scalar(c)]
+    """A batch as columns and its row count: columns (a mapping of sequences, NumPy or Arrow
+    arrays, an Arrow table or a DataFrame), or a list of request dicts (converted row by
+    row). Columns of Arrow or NumPy strings and categoricals are encoded without a Python
+    object per row."""
+    if isinstance(batch, pa.Table | pa.RecordBatch):
+        batch = {name: batch.column(name) for name in fields if name in batch.schema.names}
+    elif hasattr(batch, "columns") and not isinstance(batch, Mapping):  # a DataFrame
+        batch = {name: batch[name] for name in fields if name in batch.columns}  # each read once
+    if isinstance(batch, Mapping):
+        lengths = [len(c) for c in map(batch.get, fields) if c is not None and not is_scalar(c)]
         if not lengths:
             raise RequestError(
                 f"the batch has no column of any request field ({', '.join(fields)}): "
@@ -358,7 +365,8 @@ class CtrScorer:
         return probability
 
     def score_batch(self, batch: Any) -> np.ndarray:
-        """Click probabilities of a batch: a mapping of columns (fastest), a DataFrame or a
+        """Click probabilities of a batch: columns (a mapping of arrays or sequences, an Arrow
+        table, a DataFrame; Arrow, categorical or NumPy string columns are the fastest) or a
         list of request dicts."""
         model = self._maybe_refresh()
         probabilities, defaulted = model.score_columns(

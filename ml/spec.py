@@ -167,20 +167,22 @@ class _StringField:
             for k, position in enumerate(self.positions)
         )
         self._value_set = pa.array(keys, type=pa.string())
+        self._sorted_keys = np.array(keys, dtype=str)  # code = position: keys are sorted
 
     def codes_of(self, column: Any, rows: int) -> tuple[np.ndarray, int]:
-        """Each row's code (``unknown`` for a missing or unknown value), and how many are."""
+        """Each row's code (``unknown`` for a missing or unknown value), and how many are.
+        Columnar input is looked up in bulk (Arrow's hash lookup, a dictionary column's
+        dictionary once, a binary search over NumPy strings); a list of Python values, one
+        dictionary lookup per value."""
         if _is_arrow(column):
             array = _arrow(column)
-            if pa.types.is_null(array.type):
-                return np.full(rows, self.unknown), rows
-            if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
-                raise RequestError(f"{self.name} must be strings, got an Arrow {array.type} column")
-            found = pc.index_in(array, value_set=self._value_set)
-            codes = found.fill_null(self.unknown).to_numpy()
-            return np.asarray(codes, dtype=np.intp), found.null_count
+            if pa.types.is_dictionary(array.type):
+                return self._dictionary_codes(array)
+            return self._arrow_codes(array, rows)
+        if isinstance(column, np.ndarray) and column.dtype.kind != "O":
+            return self._numpy_codes(column)
         values = column if isinstance(column, list | tuple) else np.asarray(column, dtype=object)
-        try:  # dict lookups in C (map), no Python object per row
+        try:  # dict lookups in C (map)
             codes = np.fromiter(
                 map(self.codes.get, values, repeat(self.unknown)), dtype=np.intp, count=rows
             )
@@ -190,6 +192,34 @@ class _StringField:
         for row in unknown:  # rare: check that they are strings
             _check_string(self.name, values[row])
         return codes, len(unknown)
+
+    def _arrow_codes(self, array: pa.Array | pa.ChunkedArray, rows: int) -> tuple[np.ndarray, int]:
+        if pa.types.is_null(array.type):
+            return np.full(rows, self.unknown), rows
+        if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+            raise RequestError(f"{self.name} must be strings, got an Arrow {array.type} column")
+        found = pc.index_in(array, value_set=self._value_set)
+        unknown = found.null_count
+        return (found.fill_null(self.unknown) if unknown else found).to_numpy(), unknown
+
+    def _dictionary_codes(self, array: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, int]:
+        """A dictionary column (Arrow, or a pandas categorical): each chunk's dictionary is
+        looked up once, its rows are a NumPy gather of their dictionary indices."""
+        parts = []
+        for chunk in array.chunks if isinstance(array, pa.ChunkedArray) else [array]:
+            dictionary_codes = self._arrow_codes(chunk.dictionary, len(chunk.dictionary))[0]
+            with_missing = np.append(dictionary_codes, self.unknown)  # a null row: missing
+            parts.append(with_missing[chunk.indices.fill_null(len(chunk.dictionary)).to_numpy()])
+        codes = np.concatenate(parts) if parts else np.empty(0, dtype=np.intp)
+        return codes, int(np.count_nonzero(codes == self.unknown))
+
+    def _numpy_codes(self, column: np.ndarray) -> tuple[np.ndarray, int]:
+        if column.dtype.kind not in "UT":  # fixed-width or variable-width (StringDType) text
+            raise RequestError(f"{self.name} must be strings, got {column.dtype} values")
+        position = np.searchsorted(self._sorted_keys, column)
+        known = self._sorted_keys[np.minimum(position, self.unknown - 1)] == column
+        codes = np.where(known, position, self.unknown)
+        return codes, len(known) - int(np.count_nonzero(known))
 
 
 def _check_string(name: str, value: Any) -> None:
@@ -206,15 +236,20 @@ def is_scalar(value: Any) -> bool:
 
 
 def _is_arrow(column: Any) -> bool:
-    """An Arrow array, or a pandas column backed by one (pandas' default for strings)."""
-    return isinstance(column, pa.Array | pa.ChunkedArray) or hasattr(
-        getattr(column, "array", column), "__arrow_array__"
+    """An Arrow array, or a pandas column backed by one (pandas' default for strings) or
+    that Arrow reads without a copy of its values (a categorical: a dictionary column)."""
+    return (
+        isinstance(column, pa.Array | pa.ChunkedArray)
+        or hasattr(getattr(column, "array", column), "__arrow_array__")
+        or str(getattr(column, "dtype", "")) == "category"
     )
 
 
 def _arrow(column: Any) -> pa.Array | pa.ChunkedArray:
     if isinstance(column, pa.Array | pa.ChunkedArray):
         return column
+    if str(getattr(column, "dtype", "")) == "category":
+        return pa.array(column)
     return pa.array(getattr(column, "array", column))
 
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from ml.errors import RequestError
@@ -16,6 +18,29 @@ from ml.serving import publish
 from ml.store import LocalServingStore
 
 AD_FIELDS = ("advertiser_id", "campaign_id", "line_item_id", "creative_id", "ad_size")
+
+
+def _strings(frame):
+    return [c for c in frame.columns if pd.api.types.is_string_dtype(frame[c])]
+
+
+def _dictionary_table(frame):
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    strings = set(_strings(frame))
+    return pa.table(
+        {c: pc.dictionary_encode(table[c]) if c in strings else table[c] for c in frame.columns}
+    )
+
+
+# Columnar batches encoded without a Python object per row.
+COLUMNAR_FORMS = {
+    "Arrow table": lambda frame: pa.Table.from_pandas(frame, preserve_index=False),
+    "Arrow dictionary columns": _dictionary_table,
+    "pandas categoricals": lambda frame: frame.astype(dict.fromkeys(_strings(frame), "category")),
+    "NumPy string columns": lambda frame: {  # a missing string: "nan", an unknown value
+        c: frame[c].to_numpy().astype(str if c in _strings(frame) else float) for c in frame.columns
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +70,13 @@ def test_every_batch_form_scores_like_single_requests(scorer, rows):
         "DataFrame": rows,
         "Arrow columns": {c: pa.array(rows[c].tolist()) for c in rows.columns},
         "NumPy columns": {c: rows[c].to_numpy() for c in rows.columns},
-    }
+    } | {form: make(rows) for form, make in COLUMNAR_FORMS.items()}
     for form, batch in forms.items():
         assert np.allclose(scorer.score_batch(batch), singles, rtol=0, atol=1e-12), form
     assert scorer.status()["defaulted"] == {}
+    # What the compiled code gets: the encoder's own matrix, C-contiguous float64 (no copy).
+    matrix, _ = scorer.model.encoder.encode({c: rows[c] for c in rows.columns}, len(rows))
+    assert matrix.dtype == np.float64 and matrix.flags.c_contiguous
     assert len(scorer.score_batch({c: [] for c in rows.columns})) == 0
 
 
@@ -60,6 +88,9 @@ def test_candidate_ranking_scores_each_ad_in_the_request_context(scorer, rows):
     one_by_one = [scorer.score(context | ad) for ad in rows[list(AD_FIELDS)].to_dict("records")]
     assert np.allclose(ranked, one_by_one, rtol=0, atol=1e-12)
     assert len(set(ranked.round(12))) > 1  # the ads really differ
+    catalogue = _dictionary_table(rows[list(AD_FIELDS)])  # an ad server's candidate index
+    from_catalogue = scorer.score_candidates(context, catalogue.slice(100, 50))
+    assert np.allclose(from_catalogue, ranked[100:150], rtol=0, atol=1e-12)
 
 
 def test_missing_and_unknown_values_get_the_documented_default_and_are_counted(
@@ -92,6 +123,22 @@ def test_missing_and_unknown_values_get_the_documented_default_and_are_counted(
     assert scorer.status()["defaulted"]["country"] == 5
 
 
+@pytest.mark.parametrize("form", COLUMNAR_FORMS)
+def test_a_columnar_batch_answers_unknown_and_missing_values_with_the_default_and_counts_them(
+    scorer, rows, form
+):
+    degraded = rows.head(3).astype({"hour_of_day": float})
+    degraded.loc[degraded.index[[0, 2]], "creative_id"] = "cr-never-seen"
+    degraded.loc[degraded.index[1], "hour_of_day"] = math.nan
+    degraded.loc[degraded.index[2], "country"] = None
+    by_row = [scorer.model.score_one(r)[0] for r in degraded.to_dict("records")]
+
+    scored = scorer.score_batch(COLUMNAR_FORMS[form](degraded))
+
+    assert np.allclose(scored, by_row, rtol=0, atol=1e-9)
+    assert scorer.status()["defaulted"] == {"creative_id": 2, "hour_of_day": 1, "country": 1}
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -115,6 +162,16 @@ def test_a_wrongly_typed_request_is_refused_naming_the_field(scorer, rows, chang
         ({"creative_id": pa.array([1, 2])}, "creative_id must be strings, got an Arrow int64"),
         ({"creative_id": ["cr-00017", 2]}, "creative_id must be a string, got int 2"),
         ({"creative_id": ["cr-00017"]}, "creative_id has 1 values but the batch has 2 rows"),
+        ({"creative_id": np.array([17, 18])}, "creative_id must be strings, got int64 values"),
+        ({"hour_of_day": np.array(["13", "14"])}, "hour_of_day must be numbers, got <U2"),
+        (
+            {"creative_id": pa.array([17, 18]).dictionary_encode()},
+            "creative_id must be strings, got an Arrow int64 column",
+        ),
+        (
+            {"creative_id": pd.Series([17, 18], dtype="category")},
+            "creative_id must be strings, got an Arrow int64 column",
+        ),
     ],
 )
 def test_a_wrongly_typed_batch_is_refused_naming_the_field(scorer, rows, column, message):
