@@ -1,12 +1,10 @@
 """The provisioning DAGs for real, on the real Airflow of the local stack (REST API only:
-platform-admin triggers, platform-approver approves), against the local Kubernetes cluster (real control plane, kwok nodes)
-started once per session, with real upstream charts from the chart mirror.
+platform-admin triggers, platform-approver approves), against the local Kubernetes cluster (real
+control plane, kwok nodes) started once per session, with real upstream charts from the mirror.
 
-The tests run in file order and build on each other: install, re-run with no change, two failed
-upgrades rolled back (once `helm upgrade --wait` fails, once the health gate after it), drift,
-then a provision run whose first wave fails and is rolled back while the later wave never starts,
-then the local StorageClass from its own wave. The subset of charts keeps the run short:
-cert-manager and what it depends on (Cilium), and local-path-provisioner.
+The tests run in file order and build on each other: install, re-run with no change, an upgrade
+whose `helm upgrade --wait` fails rolled back, then drift. The subset of charts keeps the run
+short: cert-manager and what it depends on (Cilium).
 """
 
 from __future__ import annotations
@@ -218,19 +216,3 @@ def test_drift_names_a_patched_object_and_a_release_upgraded_outside_airflow(
     outside = [d["drift"] for d in report["releases"] if d["component"] == "cilium"]
     assert any("revision 2 was made outside Airflow" in d for d in outside), outside
     assert not any("cert-manager-cainjector" in d["drift"] for d in report["releases"])
-
-
-def test_the_local_storage_class_is_installed_by_its_wave(cluster, platform_admin):
-    """The local environment's StorageClass is made by the provisioning flow (the
-    local-path-provisioner component, wave 2), not assumed by the values that name it."""
-    run_id = provision(platform_admin, ["local-path-provisioner"])
-
-    states = platform_admin.task_states(PROVISION, run_id)
-    assert platform_admin.run(PROVISION, run_id)["state"] == "success", states
-    storage_class = kubectl_json(cluster, "get", "storageclass", "local-path")
-    assert storage_class["provisioner"] == "cluster.local/local-path-provisioner"  # the chart's
-    assert storage_class["volumeBindingMode"] == "WaitForFirstConsumer"
-    annotations = storage_class["metadata"]["annotations"]
-    assert annotations["storageclass.kubernetes.io/is-default-class"] == "true"
-    [gate] = platform_admin.xcom(PROVISION, run_id, "wave_2.health_gate")
-    assert gate["component"] == "local-path-provisioner" and gate["healthy"] is True
