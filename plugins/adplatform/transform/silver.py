@@ -111,13 +111,12 @@ def deduplicate(bronze: DataFrame, windows: Windows) -> DataFrame:
     counted copy is in this row's partition)."""
     stream = [*PARTITION, "_topic", "_partition"]  # one Kafka partition's events of one hour
     opened = bronze.groupBy(stream).agg(F.min("_arrived_at").alias("_opened_at"))
-    hour_ends_ms = (F.floor(F.col("event_time_ms") / HOUR_MS) + 1) * HOUR_MS
-    deadline = F.greatest(hour_ends_ms, F.unix_millis("_opened_at")) + F.lit(
+    hour = F.floor(F.col("event_time_ms") / HOUR_MS)  # hours since the epoch
+    deadline = F.greatest((hour + 1) * HOUR_MS, F.unix_millis("_opened_at")) + F.lit(
         int(windows.late.total_seconds() * 1000)
     )
-    hour_ms = F.floor(F.col("event_time_ms") / HOUR_MS)
     copies = Window.partitionBy("event_id").orderBy(
-        F.desc("accepted"), hour_ms, "_arrived_at", "_topic", "_partition", "_offset"
+        F.desc("accepted"), hour, "_arrived_at", "_topic", "_partition", "_offset"
     )
     flagged = bronze.join(F.broadcast(opened), stream).withColumn(
         "accepted", F.unix_millis("_arrived_at") <= deadline
