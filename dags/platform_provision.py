@@ -24,10 +24,11 @@ each release's values diff) → **approve** (Required actions; only the approver
 `ADP_PLATFORM_APPROVERS` other than the user who triggered the run may answer; no answer in 24 h
 fails the run, it never approves by itself) → apply (refuses without a recorded approval by
 someone else, or if the plan file is not the approved one, unchanged) → wait for SSH →
-prepare nodes → K3s → kubeconfig → wave 0..n (deploy → health gate) → smoke checks. A re-run with nothing to
-change changes nothing. `dry_run` (default on) plans and renders every step and wave and changes
-nothing. The `local` environment is the local cluster (`adplatform cluster up`): no servers, SSH,
-node preparation or K3s; its releases are real.
+prepare nodes → K3s → kubeconfig → the cloud's Secret (hcloud-csi's token) → wave 0..n (deploy
+→ health gate) → smoke checks. A re-run with nothing to change changes nothing. `dry_run`
+(default on) plans and renders every step and wave and changes nothing. The `local`
+environment is the local cluster (`adplatform cluster up`): no servers, SSH, node preparation
+or K3s; its releases are real.
 
 A release whose `helm upgrade --install --wait` fails, or that fails its wave's health gate, is
 rolled back to the revision it had before the run and recorded in
@@ -40,6 +41,8 @@ fails without a retry and later waves do not start.
 - *apply* failed with "refused:": no recorded approval (the approve task was marked successful by
   hand), or the plan file changed; trigger a new run and have another platform admin approve it.
 - *validate* failed: the message names the manifest or values file and key; fix it, re-run.
+- *validate* failed naming `hcloud_default`/`aws_default`: a real run needs the cloud's API
+  credentials in that connection; set them, re-run.
 - *plan* failed: read the tofu error in the log (credentials: `hcloud_default`/`aws_default`).
 - *wait_for_ssh*/*prepare_nodes*/*install_k3s*: the node named in the error; re-run is safe.
 - *wave_N.deploy* / *wave_N.health_gate*: the message names each release, the revisions and why;
@@ -113,6 +116,10 @@ with DAG(
         return flow.store_kubeconfig(request, nodes)
 
     @task
+    def store_cloud_secret(request: dict) -> str:
+        return flow.store_cloud_secret(request)
+
+    @task
     def deploy(request: dict, wave: list, run_id: str | None = None) -> list:
         return flow.deploy_wave(request, wave, run_id or "")
 
@@ -137,6 +144,7 @@ with DAG(
         prepare_nodes(request, nodes),
         install_k3s(request, nodes),
         store_kubeconfig(request, nodes),
+        store_cloud_secret(request),
     ]
     for wave, names in enumerate(MANIFEST.waves()):
         with TaskGroup(f"wave_{wave}", tooltip=", ".join(names)):

@@ -114,7 +114,8 @@ class Settings(BaseSettings):
     # Where failure alerts are POSTed (Slack-compatible JSON); empty: alerts are only logged.
     alert_webhook_url: SecretStr = SecretStr("")
 
-    # Provisioning targets (SSH and Kubernetes); keys and kubeconfig by path, never inline.
+    # Provisioning targets (SSH and Kubernetes); keys and kubeconfig by path, never inline. The
+    # host, port and user are the `existing` servers'; servers Terraform creates name their own.
     ssh_host: str = "127.0.0.1"
     ssh_port: int = Field(22, ge=1, le=65535)
     ssh_user: str = "root"

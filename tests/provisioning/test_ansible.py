@@ -7,6 +7,7 @@ import base64
 import subprocess
 
 import pytest
+import yaml
 
 from adplatform.provisioning import commands
 from adplatform.provisioning.infrastructure import Node
@@ -23,8 +24,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def target(sshd, tmp_path_factory):
-    access = Access(sshd.user, sshd.key_file, sshd.known_hosts)
-    node = Node("node-1", "server", sshd.host, sshd.port)
+    access = Access(sshd.key_file, sshd.known_hosts)
+    node = Node("node-1", "server", sshd.host, sshd.port, user=sshd.user)
     inventory = write_inventory(
         [node], access, tmp_path_factory.mktemp("ansible") / "inventory.yaml"
     )
@@ -44,8 +45,8 @@ def test_the_sshhook_reaches_the_node(target):
 
 
 def test_the_host_key_is_pinned_at_first_contact_and_verified_after(sshd, tmp_path):
-    access = Access(sshd.user, sshd.key_file, tmp_path / "known_hosts")
-    node = Node("node-1", "server", sshd.host, sshd.port)
+    access = Access(sshd.key_file, tmp_path / "known_hosts")
+    node = Node("node-1", "server", sshd.host, sshd.port, user=sshd.user)
     wait_for_ssh([node], access, timeout=30)
     _, served_key = (sshd.key_file.parent / "host_key.pub").read_text().split()[:2]
     [pinned] = access.known_hosts.read_text().splitlines()
@@ -80,3 +81,18 @@ def test_node_preparation_is_applied_then_idempotent(target):
     assert second.changed == {"node-1": 0}, second.messages
     # This machine has no cpufreq: the play says so instead of failing.
     assert any("CPU governor" in message for message in second.messages)
+
+
+def test_the_inventory_logs_each_node_in_as_its_image_expects(tmp_path):
+    nodes = [
+        Node("hetzner-1", "server", "192.0.2.10", private_ip="10.10.1.10", user="root"),
+        Node("aws-1", "agent", "192.0.2.20", private_ip="10.20.1.100", user="admin"),
+    ]
+    access = Access(tmp_path / "id_ed25519", tmp_path / "known_hosts")
+    inventory = yaml.safe_load(
+        write_inventory(nodes, access, tmp_path / "inventory.yaml").read_text()
+    )
+    groups = inventory["all"]["children"]
+    assert groups["k3s_servers"]["hosts"]["hetzner-1"]["ansible_user"] == "root"
+    assert groups["k3s_agents"]["hosts"]["aws-1"]["ansible_user"] == "admin"
+    assert "ansible_user" not in inventory["all"]["vars"]  # no shared login to override a node's

@@ -4,12 +4,14 @@ version the mirror lacks, a cluster that does not answer, a port in use)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from adplatform.localstack import StackError
 from adplatform.provisioning import flow
@@ -72,6 +74,45 @@ def test_a_backup_job_runs_on_the_cluster_and_writes_to_a_bound_volume(
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     assert volumes["backups"]["persistentVolumeClaim"]["claimName"] == BACKUP_CLAIM
     assert pod["status"]["phase"] == "Succeeded"
+
+
+def test_the_hcloud_token_reaches_the_secret_its_csi_driver_reads(
+    local_cluster: LocalCluster, stack_settings, configured, monkeypatch
+):
+    request = {"environment": "local", "cloud": "hcloud", "dry_run": False}
+
+    def stored_token() -> str:
+        secret = json.loads(
+            local_cluster.kubectl(
+                "-n", "kube-system", "get", "secret", "hcloud", "-o", "json"
+            ).stdout
+        )
+        return base64.b64decode(secret["data"]["token"]).decode()
+
+    use(monkeypatch, stack_settings.model_copy(update={"hcloud_token": SecretStr("first-token")}))
+    assert flow.store_cloud_secret(request) == (
+        "Secret kube-system/hcloud holds the hcloud_default connection's credentials"
+    )
+    assert stored_token() == "first-token"
+    # A token rotated in the connection reaches the cluster at the next run; a retry is harmless.
+    use(monkeypatch, stack_settings.model_copy(update={"hcloud_token": SecretStr("rotated")}))
+    flow.store_cloud_secret(request)
+    flow.store_cloud_secret(request)
+    assert stored_token() == "rotated"
+
+
+def test_a_real_cloud_run_without_its_credentials_is_refused(
+    stack_settings, chart_mirror: ChartMirror, configured, monkeypatch
+):
+    use(monkeypatch, stack_settings)  # no hcloud token: no hcloud_default connection
+    with pytest.raises(ToolError, match=r"^the hcloud_default connection has no password: set"):
+        flow.validate_request("staging", "hcloud", ["cert-manager"], False)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "login": "AKIA"})
+    )
+    with pytest.raises(ToolError, match=r"^the aws_default connection has no password: set"):
+        flow.validate_request("staging", "aws", ["cert-manager"], False)
+    assert flow.validate_request("staging", "hcloud", ["cert-manager"], True)["dry_run"]
 
 
 def test_an_unknown_component_is_refused_naming_it(stack_settings, configured, monkeypatch):

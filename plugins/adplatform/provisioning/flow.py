@@ -23,6 +23,7 @@ def validate_request(
     keys, schema, rendering), and, for a real run into an existing cluster, that its API answers:
     refused here, before anything changes."""
     from adplatform.provisioning.charts import check_before_apply
+    from adplatform.provisioning.infrastructure import cloud_credentials
     from adplatform.provisioning.releases import check_in_mirror
 
     settings, manifest = get_settings(), load_manifest()
@@ -38,6 +39,8 @@ def validate_request(
     check_before_apply(settings, manifest, environment, names)
     if env.cluster == "local" and not dry_run:
         check_reachable(environment)
+    if not dry_run:
+        cloud_credentials(cloud)  # refused now if its connection is empty, not after the plan
     return {
         "environment": environment,
         "cloud": cloud,
@@ -229,6 +232,16 @@ def store_kubeconfig(request: dict[str, Any], nodes: list[dict[str, Any]]) -> st
     server = next(node for node in _nodes(nodes) if node.role == "server")
     access = node_steps.access_for(settings, request["environment"])
     return str(node_steps.fetch_kubeconfig(settings, request["environment"], server, access))
+
+
+def store_cloud_secret(request: dict[str, Any]) -> str:
+    from adplatform.provisioning.infrastructure import CLUSTER_SECRETS, store_cloud_secret
+
+    cloud = request["cloud"]
+    if request["dry_run"] and cloud in CLUSTER_SECRETS:
+        namespace, name, _ = CLUSTER_SECRETS[cloud]
+        return f"dry run: would write the {cloud}_default credentials into {namespace}/{name}"
+    return store_cloud_secret(request["environment"], cloud)
 
 
 def _selected(request: dict[str, Any], wave: list[str]) -> list[str]:

@@ -21,6 +21,7 @@ class Node:
     host: str
     port: int = 22
     private_ip: str = ""
+    user: str = "root"  # the login its image grants the provisioning key (Debian's AMIs: admin)
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,10 @@ class Workspace:
 
     def nodes(self) -> list[Node]:
         raw = json.loads(self._run(commands.terraform_output(self.cloud)).stdout)
-        return [Node(n["name"], n["role"], n["public_ipv4"], 22, n["private_ipv4"]) for n in raw]
+        return [
+            Node(n["name"], n["role"], n["public_ipv4"], 22, n["private_ipv4"], n["ssh_user"])
+            for n in raw
+        ]
 
 
 def summarize_plan(plan: dict[str, Any], workspace: Workspace, plan_file: Path) -> PlanSummary:
@@ -140,15 +144,63 @@ def summarize_plan(plan: dict[str, Any], workspace: Workspace, plan_file: Path) 
 
 
 def cloud_credentials(cloud: str) -> dict[str, str]:
-    """The cloud's credentials as the provider's environment variables, from its connection."""
+    """The cloud's credentials as the provider's environment variables, from its connection;
+    refused, naming the connection, when one is missing or empty."""
     from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
 
-    if cloud == "hcloud":
-        return {"HCLOUD_TOKEN": BaseHook.get_connection("hcloud_default").password or ""}
-    if cloud == "aws":
-        conn = BaseHook.get_connection("aws_default")
-        return {"AWS_ACCESS_KEY_ID": conn.login or "", "AWS_SECRET_ACCESS_KEY": conn.password or ""}
-    return {}
+    fields = {
+        "hcloud": {"HCLOUD_TOKEN": "password"},
+        "aws": {"AWS_ACCESS_KEY_ID": "login", "AWS_SECRET_ACCESS_KEY": "password"},
+    }.get(cloud, {})
+    if not fields:
+        return {}
+    try:
+        conn = BaseHook.get_connection(f"{cloud}_default")
+    except AirflowNotFoundException:
+        conn = None
+    credentials = {variable: getattr(conn, field, None) or "" for variable, field in fields.items()}
+    empty = sorted(fields[variable] for variable, value in credentials.items() if not value)
+    if empty:
+        raise ToolError(
+            f"the {cloud}_default connection has no {' and no '.join(empty)}: set the "
+            f"{cloud} API credentials there (Airflow's connections or the secrets backend), "
+            "then re-run"
+        )
+    return credentials
+
+
+# The cloud credentials the cluster itself needs: Hetzner's CSI driver reads its API token from
+# this Secret (helm_values/hcloud-csi). It is the one secret needed before Vault can run (Vault's
+# volumes come from that driver), so it comes from the cloud's connection, as Terraform's does.
+# AWS's EBS driver uses the nodes' instance profile instead (infra/terraform/modules/aws).
+CLUSTER_SECRETS = {"hcloud": ("kube-system", "hcloud", {"token": "HCLOUD_TOKEN"})}
+
+
+def store_cloud_secret(environment: str, cloud: str) -> str:
+    """Create or update the cloud's Secret in the environment's cluster; say what was done."""
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+    from kubernetes.client import V1ObjectMeta, V1Secret
+    from kubernetes.client.exceptions import ApiException
+
+    if cloud not in CLUSTER_SECRETS:
+        return f"{environment} on {cloud}: the cluster needs no cloud credentials"
+    namespace, name, keys = CLUSTER_SECRETS[cloud]
+    credentials = cloud_credentials(cloud)
+    secret = V1Secret(
+        metadata=V1ObjectMeta(
+            name=name, namespace=namespace, labels={"app.kubernetes.io/managed-by": "adplatform"}
+        ),
+        string_data={key: credentials[variable] for key, variable in keys.items()},
+    )
+    api = KubernetesHook(conn_id=f"kubernetes_{environment}").core_v1_client
+    try:
+        api.replace_namespaced_secret(name, namespace, secret)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+        api.create_namespaced_secret(namespace, secret)
+    return f"Secret {namespace}/{name} holds the {cloud}_default connection's credentials"
 
 
 def provisioning_key(settings: Settings, environment: str) -> Path:
@@ -179,7 +231,16 @@ def provisioning_key(settings: Settings, environment: str) -> Path:
 
 def existing_nodes(settings: Settings) -> list[Node]:
     """The environment of existing servers: the host the ssh_default connection names."""
-    return [Node("local-1", "server", settings.ssh_host, settings.ssh_port, settings.ssh_host)]
+    return [
+        Node(
+            "local-1",
+            "server",
+            settings.ssh_host,
+            settings.ssh_port,
+            settings.ssh_host,
+            settings.ssh_user,
+        )
+    ]
 
 
 def plan_infrastructure(

@@ -29,9 +29,8 @@ _REPORTED = re.compile(r"msg:\s*['\"]?(not applicable here:.*?)['\"]?\s*$", re.M
 
 @dataclass(frozen=True)
 class Access:
-    """How the provisioning user reaches the nodes of one environment."""
+    """How the provisioning key reaches the nodes of one environment (each as its ``user``)."""
 
-    user: str
     key_file: Path
     known_hosts: Path
 
@@ -68,7 +67,7 @@ def ssh_hook(node: Node, access: Access, timeout: int = 10) -> Any:
     hook = SSHHook(
         remote_host=node.host,
         port=node.port,
-        username=access.user,
+        username=node.user,
         key_file=str(access.key_file),
         conn_timeout=timeout,
         cmd_timeout=60,
@@ -127,11 +126,11 @@ def write_inventory(nodes: list[Node], access: Access, path: Path) -> Path:
             "ansible_host": node.host,
             "ansible_port": node.port,
             "private_ip": node.private_ip or node.host,
+            "ansible_user": node.user,
         }
     inventory = {
         "all": {
             "vars": {
-                "ansible_user": access.user,
                 "ansible_ssh_private_key_file": str(access.key_file),
                 "ansible_ssh_common_args": ssh_args,
                 # The nodes run Debian: its own Python, never a user's pyenv shim.
@@ -207,7 +206,7 @@ def access_for(settings: Settings, environment: str) -> Access:
 
     home = settings.provisioning_dir / environment
     home.mkdir(parents=True, exist_ok=True)
-    return Access(settings.ssh_user, provisioning_key(settings, environment), home / "known_hosts")
+    return Access(provisioning_key(settings, environment), home / "known_hosts")
 
 
 def fetch_kubeconfig(settings: Settings, environment: str, server: Node, access: Access) -> Path:

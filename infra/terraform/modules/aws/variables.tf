@@ -52,6 +52,12 @@ variable "ami_name" {
   default     = "debian-12-amd64-*"
 }
 
+variable "ssh_user" {
+  description = "The login the image gives the key pair (Debian's AMIs: admin; root logins are off)."
+  type        = string
+  default     = "admin"
+}
+
 variable "root_volume_gb" {
   description = "Size of each node's encrypted root volume."
   type        = number

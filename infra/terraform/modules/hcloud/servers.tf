@@ -3,12 +3,14 @@ locals {
     environment = var.environment
     managed-by  = "adplatform"
   }
+  # A spread placement group holds at most 10 servers, so each role fills groups of 10 in turn.
+  group_size = 10
   nodes = merge(
     { for i in range(var.server_count) : format("%s-server-%d", var.environment, i + 1) => {
-      role = "server", type = var.server_type, host = 10 + i
+      role = "server", type = var.server_type, host = 10 + i, group = i < local.group_size ? "servers" : format("servers-%d", floor(i / local.group_size) + 1)
     } },
     { for i in range(var.agent_count) : format("%s-agent-%d", var.environment, i + 1) => {
-      role = "agent", type = var.agent_type, host = 100 + i
+      role = "agent", type = var.agent_type, host = 100 + i, group = i < local.group_size ? "agents" : format("agents-%d", floor(i / local.group_size) + 1)
     } },
   )
 }
@@ -19,12 +21,23 @@ resource "hcloud_ssh_key" "provisioning" {
   labels     = local.labels
 }
 
-# Servers of one role never share a physical host.
+# Servers of one role never share a physical host (up to a group's 10).
 resource "hcloud_placement_group" "spread" {
-  for_each = toset(["server", "agent"])
-  name     = "${var.environment}-${each.key}s"
+  for_each = toset([for node in local.nodes : node.group])
+  name     = "${var.environment}-${each.key}"
   type     = "spread"
   labels   = local.labels
+}
+
+# The groups were keyed by role before a role could need more than one; same names, no change.
+moved {
+  from = hcloud_placement_group.spread["server"]
+  to   = hcloud_placement_group.spread["servers"]
+}
+
+moved {
+  from = hcloud_placement_group.spread["agent"]
+  to   = hcloud_placement_group.spread["agents"]
 }
 
 resource "hcloud_server" "node" {
@@ -35,7 +48,7 @@ resource "hcloud_server" "node" {
   location           = var.location
   ssh_keys           = [hcloud_ssh_key.provisioning.id]
   firewall_ids       = [hcloud_firewall.nodes.id]
-  placement_group_id = hcloud_placement_group.spread[each.value.role].id
+  placement_group_id = hcloud_placement_group.spread[each.value.group].id
   labels             = merge(local.labels, { role = each.value.role })
 
   public_net {

@@ -71,3 +71,40 @@ run "the_internet_is_no_admin_network" {
 
   expect_failures = [var.admin_cidrs]
 }
+
+run "a_spread_group_never_runs_more_than_seven_instances" {
+  command = plan
+
+  variables {
+    server_count = 3
+    agent_count  = 9
+  }
+
+  assert {
+    condition     = toset(keys(aws_placement_group.spread)) == toset(["servers", "agents", "agents-2"])
+    error_message = "nine agents fill one group of seven and start a second"
+  }
+
+  assert {
+    condition     = [for node in output.nodes : node.name if node.spread_group == "agents-2"] == ["staging-agent-8", "staging-agent-9"]
+    error_message = "the eighth and ninth agents go to the second group"
+  }
+}
+
+run "the_nodes_say_which_login_reaches_them" {
+  command = plan
+
+  assert {
+    condition     = alltrue([for node in output.nodes : node.ssh_user == "admin"])
+    error_message = "Debian's AMIs take the key pair as admin, not root"
+  }
+}
+
+run "the_ebs_driver_works_from_the_instance_profile" {
+  command = plan
+
+  assert {
+    condition     = alltrue([for node in aws_instance.node : node.iam_instance_profile == "staging-platform-node" && node.metadata_options[0].http_put_response_hop_limit == 2])
+    error_message = "every node carries the EBS CSI instance profile, and IMDSv2 answers pods"
+  }
+}

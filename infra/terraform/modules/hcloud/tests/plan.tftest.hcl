@@ -76,3 +76,30 @@ run "the_internet_is_no_admin_network" {
 
   expect_failures = [var.admin_cidrs]
 }
+
+run "a_spread_group_never_holds_more_than_ten_servers" {
+  command = plan
+
+  variables {
+    agent_count = 12
+  }
+
+  assert {
+    condition     = toset(keys(hcloud_placement_group.spread)) == toset(["servers", "agents", "agents-2"])
+    error_message = "twelve agents fill one group of ten and start a second"
+  }
+
+  assert {
+    condition     = [for node in output.nodes : node.name if node.spread_group == "agents-2"] == ["staging-agent-11", "staging-agent-12"]
+    error_message = "the eleventh and twelfth agents go to the second group"
+  }
+}
+
+run "the_nodes_say_which_login_reaches_them" {
+  command = plan
+
+  assert {
+    condition     = alltrue([for node in output.nodes : node.ssh_user == "root"])
+    error_message = "Hetzner's images take the provisioning key as root"
+  }
+}
