@@ -45,12 +45,7 @@ class AirflowClient:
         for attempt in range(2):
             if self._token is None:
                 self._login()
-            response = self._http.request(
-                method,
-                f"/api/v2{path}",
-                headers={"Authorization": f"Bearer {self._token}"},
-                **kwargs,
-            )
+            response = self._send(method, f"/api/v2{path}", kwargs)
             if response.status_code == 401 and attempt == 0:  # expired token: log in again
                 self._token = None
                 continue
@@ -61,6 +56,17 @@ class AirflowClient:
                 response.status_code,
             )
         return response.json() if response.content else None
+
+    def _send(self, method: str, url: str, kwargs: dict[str, Any]) -> httpx.Response:
+        """One request; a GET (which changes nothing) is tried again when the server is too busy
+        to answer in time, as the waits' polls are on a loaded machine."""
+        headers = {"Authorization": f"Bearer {self._token}"}
+        for _ in range(2 if method == "GET" else 0):
+            try:
+                return self._http.request(method, url, headers=headers, **kwargs)
+            except httpx.TimeoutException:
+                time.sleep(2)
+        return self._http.request(method, url, headers=headers, **kwargs)
 
     # -- DAGs ------------------------------------------------------------------------------
 
