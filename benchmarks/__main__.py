@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.harness import Result, context, write_results
+from benchmarks.harness import Result, context, machine, write_results
 
 HERE = Path(__file__).parent
 
@@ -30,6 +30,7 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(available)}")
     console = Console()
+    started = machine()
     results: list[Result] = []
     failed = []
     with context() as ctx:
@@ -66,7 +67,8 @@ def main() -> int:
             r.target,
         )
     console.print(table)
-    console.print(f"results: {write_results(results)}")
+    command = " ".join(["python -m benchmarks", *args.names])
+    console.print(f"results: {write_results(results, command, started)}")
     if failed:
         console.print(f"[red]failed:[/] {', '.join(failed)}")
     return 1 if failed else 0

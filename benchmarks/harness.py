@@ -99,15 +99,23 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_average_1_5_15_min": os.getloadavg(),
     }
 
 
-def write_results(results: list[Result]) -> Path:
+def write_results(results: list[Result], command: str, started: dict[str, Any]) -> Path:
+    """latest.json: the results with the command and the machine (its load when the run started
+    and when it ended), so a figure copied to benchmarks/measured/ can be traced."""
     RESULTS_DIR.mkdir(exist_ok=True)
     path = RESULTS_DIR / "latest.json"
     path.write_text(
         json.dumps(
-            {"machine": machine(), "results": [asdict(r) | {"ratio": r.ratio} for r in results]},
+            {
+                "command": command,
+                "machine_at_start": started,
+                "machine_at_end": machine(),
+                "results": [asdict(r) | {"ratio": r.ratio} for r in results],
+            },
             indent=2,
         )
     )
