@@ -58,10 +58,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings
                 capture_output=True,
             )
             started.append(cls)
-        settings = load_settings(
+        port = free_port()
+        settings = load_settings(  # the URL too: the session's ADP_* variables may name another
             data_root=home / "data",
             spark_master=master,
-            spark_connect_port=free_port(),
+            spark_connect_port=port,
+            spark_connect_url=f"sc://127.0.0.1:{port}",
             spark_driver_memory="1g",
             spark_shuffle_partitions=2,
         )
