@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml requirements.lock infra/local/system-packages.sh
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-up: setup ## Start the local stack (Kafka, MLflow, Airflow, JupyterHub) and wait until healthy
+up: setup ## Start the local stack (Kafka, MLflow, Spark Connect, Airflow, JupyterHub) and wait until healthy
 	$(BIN)/adplatform stack up
 
 down: ## Stop the local stack, leaving no process behind

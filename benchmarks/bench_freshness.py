@@ -421,7 +421,7 @@ def run_freshness(settings: Settings, client: AirflowClient) -> list[Result]:
 
 
 def run(ctx: Context) -> list[Result]:
-    for name in ("kafka", "mlflow", "airflow"):
+    for name in ("kafka", "mlflow", "spark-connect", "airflow"):
         ctx.service(name)
     settings = ctx.settings
     try:

@@ -1,12 +1,13 @@
-"""Silver → Gold hourly rollup on 10M events: Spark (local[2]) vs the same rollup in SQL on chDB.
+"""Silver → Gold hourly rollup on 10M events: Spark vs the same rollup in SQL on chDB.
 
-Both engines read the same Silver-shaped Parquet files (a day of synthetic events, written
-directly with numpy and pyarrow) and write the rollup as Parquet; the two outputs are compared
-(rows and every sum) so the benchmark also checks that the engines agree. Spark runs in one
-session: its first run (JIT-cold) is reported with the session start-up. Then the engines take
-turns, chDB (in a fresh process) and Spark, twice: on a shared machine both see the same load,
-and each engine's figure is its best run. Memory is each engine's peak resident set (the Spark
-JVM; the chDB process, Python included).
+Spark runs as the transform's jobs do: a Spark Connect client of the local stack's Spark
+Connect server (local[2]), started by the benchmark. Both engines read the same Silver-shaped
+Parquet files (a day of synthetic events, written directly with numpy and pyarrow) and write
+the rollup as Parquet; the two outputs are compared (rows and every sum) so the benchmark also
+checks that the engines agree. Spark's first run (JIT-cold) is reported with the server's
+start-up. Then the engines take turns, chDB (in a fresh process) and Spark, twice: on a shared
+machine both see the same load, and each engine's figure is its best run. Memory is each
+engine's peak resident set (the server's JVM; the chDB process, Python included).
 """
 
 from __future__ import annotations
@@ -189,15 +190,25 @@ def _peak_rss_mb(pid: int | str = "self") -> float:
     raise RuntimeError(f"no VmHWM for process {pid}")
 
 
-def _spark_session(settings: Settings) -> SparkSession:
-    from pyspark.sql import SparkSession
+def _spark_session(ctx: Context) -> SparkSession:
+    """The Spark Connect server started (as `make up` starts it) and a client session on it."""
+    from adplatform.transform.spark import connect_session
 
-    from adplatform.transform.spark import spark_conf
+    return connect_session(ctx.service("spark-connect"))
 
-    builder = SparkSession.builder.master(settings.spark_master).appName("bench_transform")
-    for key, value in spark_conf(settings).items():
-        builder = builder.config(key, value)
-    return builder.getOrCreate()
+
+def _jvm_pid(ctx: Context) -> int:
+    """The server's JVM: the java process in the service's process group."""
+    group = ctx.stack.services["spark-connect"].pid()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # it exited
+            continue
+        name, rest = text.split("(", 1)[1].rsplit(")", 1)
+        if name == "java" and int(rest.split()[2]) == group:  # fields: state, ppid, pgrp
+            return int(stat.parent.name)
+    raise RuntimeError("the Spark Connect server's JVM is not running")
 
 
 def _spark_rollup(spark: SparkSession, settings: Settings, target: Path) -> None:
@@ -242,7 +253,7 @@ def run(ctx: Context) -> list[Result]:
     spark_runs: list[float] = []
     chdb_runs: list[float] = []
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as chdb:
-        startup, spark = timed(lambda: _spark_session(settings))
+        startup, spark = timed(lambda: _spark_session(ctx))
         try:
             first, _ = timed(lambda: _spark_rollup(spark, settings, output / "first"))
             for _ in range(ROUNDS):  # in turns, so that both engines see the same load
@@ -250,8 +261,7 @@ def run(ctx: Context) -> list[Result]:
                 spark_runs.append(
                     timed(lambda: _spark_rollup(spark, settings, output / "steady"))[0]
                 )
-            jvm = spark.sparkContext._gateway.proc.pid  # type: ignore[union-attr]
-            spark_memory = _peak_rss_mb(jvm)
+            spark_memory = _peak_rss_mb(_jvm_pid(ctx))
         finally:
             spark.stop()
         chdb_memory = chdb.submit(_peak_rss_mb).result()

@@ -60,6 +60,7 @@ class Context:
             kafka_port=_free_port(),
             kafka_controller_port=_free_port(),
             mlflow_port=_free_port(),
+            spark_connect_port=_free_port(),
             airflow_port=_free_port(),
         )
         self.stack = LocalStack(self.settings)

@@ -8,16 +8,17 @@ rebuild every hour of that range, e.g. after a fix to the transform or its windo
 1. `plan` picks the Silver hours to rebuild: Bronze hours that changed since the last published
    run (new or late data) and the later hours whose attribution reaches back to them.
 2. `check_bronze` → `bronze_to_silver` (Spark) → `check_silver` → `publish_silver` emits
-   `silver_ad_events`.
-3. `silver_to_gold` (Spark) → `check_gold` → `publish_gold` emits `gold_hourly_performance`:
-   ClickHouse and the reports never wait for the training set.
-4. `ctr_training_set` (Spark, after `silver_to_gold` in the pool) → `check_ctr_training` →
-   `publish_ctr_training` emits `gold_ctr_training`.
-5. `finish` records the Bronze the run read as done, once both are published.
+   `silver_ad_events` (the `ad_lakehouse_ctr_training_set` DAG builds the CTR training set
+   from it, so this run never waits for training work).
+3. `silver_to_gold` (Spark) → `check_gold` → `publish_gold` emits `gold_hourly_performance`
+   for ClickHouse and the reports.
+4. `finish` records the Bronze the run read as done.
 
 Spark writes into the run's staging area (`<data_root>/lake/_staging/<run>`); a layer is
-swapped into the live tables only after its Great Expectations gate passes. Spark tasks share
-the `spark` pool; resources and windows come from `ADP_SPARK_*` / `ADP_TRANSFORM_*` settings.
+swapped into the live tables only after its Great Expectations gate passes. The Spark tasks are
+clients of the long-lived Spark Connect server (`spark_connect_default`) in the `spark` pool;
+a backfill with `spark` = `submit` runs each job under spark-submit with a JVM of its own
+instead. Resources and windows come from `ADP_SPARK_*` / `ADP_TRANSFORM_*` settings.
 
 **Owner:** data-engineering.
 
@@ -26,8 +27,9 @@ the `spark` pool; resources and windows come from `ADP_SPARK_*` / `ADP_TRANSFORM
   Docs page (`<data_root>/quality/data_docs/index.html`). Nothing behind that gate was
   published; fix the data or the code, then clear the run (or trigger a backfill of the
   affected days).
-- *A Spark task failed*: its log holds the spark-submit output and the Python traceback. The
-  run is safe to clear: jobs only write to the run's staging area.
+- *A Spark task failed*: its log holds the Python traceback (and, with `spark` = `submit`,
+  the spark-submit output); "no Spark Connect server at …" means the server is down: `make up`
+  locally. The run is safe to clear: jobs only write to the run's staging area.
 - *`plan` skipped everything*: no Bronze hour changed since the last published run.
 - *Numbers look stale*: events that reached the broker later than
   `ADP_TRANSFORM_LATE_WINDOW_MINUTES` after their hour ended stay in Bronze only (a stalled
@@ -37,20 +39,16 @@ the `spark` pool; resources and windows come from `ADP_SPARK_*` / `ADP_TRANSFORM
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk import DAG, Param, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from adplatform.assets import BRONZE, GOLD_CTR_TRAINING, GOLD_HOURLY, SILVER
+from adplatform.assets import BRONZE, GOLD_HOURLY, SILVER
 from adplatform.orchestration import SPARK_POOL, Owner, Tag, dag_defaults
 from adplatform.settings import get_settings
-from adplatform.transform.operators import SparkJobOperator
-from adplatform.transform.spark import spark_conf
+from adplatform.transform.operators import SPARK_MODES, SparkJobOperator
 
-SPARK_JOBS = Path(__file__).resolve().parents[1] / "spark_jobs"
-SPARK_CONF = spark_conf(get_settings())  # from ADP_* variables only: no I/O while parsing
 DATE = {"type": ["null", "string"], "format": "date"}
 
 
@@ -75,6 +73,12 @@ with DAG(
     params={
         "start_date": Param(None, description="Backfill: first UTC day to rebuild", **DATE),
         "end_date": Param(None, description="Backfill: last UTC day (inclusive)", **DATE),
+        "spark": Param(
+            "connect",
+            enum=list(SPARK_MODES),
+            description="Where the Spark jobs run: the long-lived Spark Connect server, or "
+            "`submit`, a spark-submit JVM per job (a big backfill that should not share it)",
+        ),
     },
     doc_md=__doc__,
     **dag_defaults(Owner.DATA_ENGINEERING, Tag.LAKEHOUSE, Tag.TRANSFORM, Tag.QUALITY),
@@ -115,24 +119,12 @@ with DAG(
         context["outlet_events"][SILVER].extra = published
         return published
 
-    @task
-    def check_ctr_training(run_dir: str, **context: Any) -> str:
-        return _gate("ctr_training", run_dir, context["run_id"])
-
     @task(outlets=[GOLD_HOURLY])
     def publish_gold(run_dir: str, **context: Any) -> dict[str, Any]:
         from adplatform.transform import pipeline
 
         published = pipeline.publish_gold(get_settings(), run_dir)
         context["outlet_events"][GOLD_HOURLY].extra = published
-        return published
-
-    @task(outlets=[GOLD_CTR_TRAINING])
-    def publish_ctr_training(run_dir: str, **context: Any) -> dict[str, Any]:
-        from adplatform.transform import pipeline
-
-        published = pipeline.publish_ctr_training(get_settings(), run_dir)
-        context["outlet_events"][GOLD_CTR_TRAINING].extra = published
         return published
 
     @task
@@ -144,35 +136,25 @@ with DAG(
     planned = plan()
     run_dir = planned["run_dir"]
 
-    def spark_job(name: str, priority_weight: int = 1) -> SparkJobOperator:
+    def spark_job(name: str) -> SparkJobOperator:
         return SparkJobOperator(
             task_id=name,
-            application=str(SPARK_JOBS / f"{name}.py"),
-            application_args=["--hours", planned["hours"], "--run-dir", run_dir],
-            conn_id="spark_default",
-            conf=SPARK_CONF,
-            name=f"adplatform-{name}",
+            job=name,
+            hours=planned["hours"],
+            run_dir=run_dir,
+            spark="{{ params.spark }}",
             pool=SPARK_POOL,
-            priority_weight=priority_weight,
+            # Reporting waits on it: before the training set's job in the one-slot pool.
+            priority_weight=10,
         )
 
-    published_silver = (
+    (
         check_bronze(run_dir)
         >> spark_job("bronze_to_silver")
         >> check_silver(run_dir)
         >> publish_silver(run_dir)
-    )
-    # Reporting waits on the hourly rollup, so it takes the one-slot pool first.
-    published_gold = (
-        published_silver
-        >> spark_job("silver_to_gold", priority_weight=10)
+        >> spark_job("silver_to_gold")
         >> check_gold(run_dir)
         >> publish_gold(run_dir)
+        >> finish(run_dir)
     )
-    published_training = (
-        published_silver
-        >> spark_job("ctr_training_set")
-        >> check_ctr_training(run_dir)
-        >> publish_ctr_training(run_dir)
-    )
-    [published_gold, published_training] >> finish(run_dir)

@@ -78,8 +78,8 @@ def load_training_set(
     available = partition_dates(settings)
     if not available:
         raise TrainingDataError(
-            f"no Gold CTR training partitions under {root}: the ad_lakehouse_transform DAG "
-            "writes them (its ctr_training_set task); run it in Airflow, or `make demo`"
+            f"no Gold CTR training partitions under {root}: the ad_lakehouse_ctr_training_set "
+            "DAG writes them (after each transform run); run it in Airflow, or `make demo`"
         )
     end = end or available[-1]
     start = end - timedelta(days=lookback_days - 1)

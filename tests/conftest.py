@@ -53,6 +53,9 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         kafka_port=free_port(),
         kafka_controller_port=free_port(),
         mlflow_port=free_port(),
+        spark_connect_port=free_port(),
+        spark_driver_memory="1g",
+        spark_shuffle_partitions=2,  # the tests' data is small
         airflow_port=free_port(span=3),  # api + worker and triggerer log servers
         jupyterhub_port=free_port(span=3),  # proxy, proxy API, hub
         cluster_api_port=free_port(span=6),  # the local cluster: API, etcd, controllers, kwok
@@ -94,6 +97,13 @@ def kafka(local_stack: LocalStack, stack_settings: Settings) -> Settings:
 @pytest.fixture(scope="session")
 def mlflow_server(local_stack: LocalStack, stack_settings: Settings) -> Settings:
     local_stack.up(["mlflow"])
+    return stack_settings
+
+
+@pytest.fixture(scope="session")
+def spark_connect(local_stack: LocalStack, stack_settings: Settings) -> Settings:
+    """The Spark Connect server the transform's jobs run on, once per session."""
+    local_stack.up(["spark-connect"])
     return stack_settings
 
 

@@ -1,7 +1,7 @@
 -- Silver → Gold hourly performance, as adplatform.transform.gold.hourly_performance computes it:
 -- bid requests, bids, wins and impressions in their own hour; attributed clicks and
--- conversions with their impression (its hour and dimensions); spend = clearing CPM / 1000,
--- rounded half up once per row. The reference implementation of bench_transform.
+-- conversions with their impression (its hour and dimensions); spend = the sum of each
+-- impression's cost, its clearing CPM / 1000 rounded half up. The reference implementation of bench_transform.
 WITH
     silver AS (
         SELECT *
@@ -28,7 +28,7 @@ WITH
             toInt64(0) AS n_impressions,
             toInt64(0) AS n_clicks,
             toInt64(0) AS n_conversions,
-            toInt64(0) AS n_cost_cpm_micros,
+            toInt64(0) AS n_spend_micros,
             toInt64(0) AS n_revenue_micros
         FROM silver
         WHERE event_type IN ('bid_request', 'bid', 'win')
@@ -39,7 +39,7 @@ WITH
             0, 0, 0, 1,
             toInt64(o.clicked),
             toInt64(o.conversions),
-            toInt64(i.clearing_price_cpm_micros),
+            intDiv(toInt64(i.clearing_price_cpm_micros) + 500, 1000),
             toInt64(o.revenue_micros)
         FROM silver AS i
         LEFT JOIN outcomes AS o ON i.impression_id = o.impression_id
@@ -54,7 +54,7 @@ SELECT
     sum(n_impressions) AS impressions,
     sum(n_clicks) AS clicks,
     sum(n_conversions) AS conversions,
-    intDiv(sum(n_cost_cpm_micros) + 500, 1000) AS spend_micros,
+    sum(n_spend_micros) AS spend_micros,
     sum(n_revenue_micros) AS revenue_micros,
     if(impressions > 0, clicks / impressions, NULL) AS ctr,
     if(clicks > 0, conversions / clicks, NULL) AS cvr,

@@ -76,7 +76,7 @@ def show_settings(airflow_env: bool) -> None:
 
 @cli.group()
 def stack() -> None:
-    """Start, stop and inspect the local stack (Kafka, MLflow, Airflow, JupyterHub)."""
+    """Start, stop and inspect the local stack (Kafka, MLflow, Spark Connect, Airflow, JupyterHub)."""
 
 
 @stack.command("install")

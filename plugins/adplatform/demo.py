@@ -31,6 +31,7 @@ from adplatform.settings import Settings
 LAKEHOUSE_DAGS = (
     "ad_events_ingest",
     "ad_lakehouse_transform",
+    "ad_lakehouse_ctr_training_set",
     "clickhouse_publish",
     "ad_reports_daily",
     "ctr_model_training",

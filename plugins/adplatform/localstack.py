@@ -1,4 +1,5 @@
-"""The local platform stack: a Kafka broker (KRaft), an MLflow server, Airflow and JupyterHub.
+"""The local platform stack: a Kafka broker (KRaft), an MLflow server, a Spark Connect server,
+Airflow and JupyterHub.
 
 Each service runs as a process group of its own, with its pid file under ``<data_root>/run`` and
 its log under ``<data_root>/logs``. ``up`` is idempotent (a healthy service is left alone),
@@ -11,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import importlib.util
 import json
 import os
 import secrets
@@ -41,6 +43,9 @@ HTTP_PROXY = HTTP_PROXY_DIR / "node_modules" / ".bin" / "configurable-http-proxy
 NOTEBOOKS = REPO_ROOT / "ml" / "notebooks"
 LAB_SETTINGS = Path(".jupyter/lab/user-settings/@jupyterlab/apputils-extension")
 VENV_BIN = Path(sys.executable).parent
+# pyspark's own Spark distribution: bin/, sbin/ (start-connect-server.sh, spark-daemon.sh), jars/.
+SPARK_LOG_CONFIG = REPO_ROOT / "infra" / "local" / "spark" / "log4j2.properties"
+SPARK_HOME = Path(importlib.util.find_spec("pyspark").origin).parent  # type: ignore[union-attr,arg-type]
 # FAB roles that the DAGs' access_control names (by tag, adplatform.orchestration.ROLES_BY_TAG),
 # and one local user per role besides admin; see create_airflow_access. A second platform admin,
 # because nobody approves a provisioning run they triggered.
@@ -470,6 +475,88 @@ class MlflowServer(Service):
         return _http_ok(f"{self.url}/health")
 
 
+class SparkConnectServer(Service):
+    """The one long-lived Spark of the local stack: a Spark Connect server (pyspark's own
+    ``sbin/start-connect-server.sh``, in the foreground) on ``spark_master`` with the
+    transform's Spark configuration. The transform's jobs are its clients, so no task starts a
+    JVM; ``spark_master`` moves it onto a cluster (e.g. ``spark://host:7077``) unchanged.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        # About 20 s on a quiet machine (a JVM, a SparkContext, the gRPC service).
+        super().__init__(
+            "spark-connect",
+            settings,
+            settings.spark_connect_port,
+            start_timeout=240,
+            port_setting="ADP_SPARK_CONNECT_PORT",
+        )
+
+    @property
+    def url(self) -> str:
+        return f"sc://127.0.0.1:{self.port}"
+
+    def prepare(self) -> None:
+        if shutil.which("java") is None:
+            raise StackError(
+                "java not found: install OpenJDK 17 (apt-get install openjdk-17-jre-headless)"
+            )
+
+    def environment(self) -> dict[str, str]:
+        return super().environment() | {
+            "SPARK_HOME": str(SPARK_HOME),
+            # spark-daemon.sh's own files: under the data root, not in the virtual environment.
+            "SPARK_LOG_DIR": str(self.settings.logs_dir),
+            "SPARK_PID_DIR": str(self.pid_file.parent),
+        }
+
+    def command(self) -> list[str]:
+        from adplatform.transform.spark import spark_conf
+
+        conf = {
+            **spark_conf(self.settings),
+            "spark.connect.grpc.binding.address": "127.0.0.1",
+            "spark.connect.grpc.binding.port": str(self.port),
+        }
+        return [
+            str(SPARK_HOME / "sbin" / "start-connect-server.sh"),
+            "--wait",  # in the foreground, in this service's process group
+            "--master",
+            self.settings.spark_master,
+            "--driver-java-options",
+            f"-Dlog4j2.configurationFile={SPARK_LOG_CONFIG}",
+            *[arg for key, value in conf.items() for arg in ("--conf", f"{key}={value}")],
+        ]
+
+    def healthy(self) -> bool:
+        """The server answers a Spark Connect call (its Spark version), not just its port."""
+        if not _port_open(self.port):
+            return False
+        import grpc
+        from pyspark.sql.connect.proto import base_pb2, base_pb2_grpc
+
+        session = base_pb2.UserContext(user_id="adplatform-health-check")
+        session_id = str(uuid.uuid4())
+        with grpc.insecure_channel(f"127.0.0.1:{self.port}") as channel:
+            stub = base_pb2_grpc.SparkConnectServiceStub(channel)
+            try:
+                stub.AnalyzePlan(
+                    base_pb2.AnalyzePlanRequest(
+                        session_id=session_id,
+                        user_context=session,
+                        spark_version=base_pb2.AnalyzePlanRequest.SparkVersion(),
+                    ),
+                    timeout=10,
+                )
+                stub.ReleaseSession(
+                    base_pb2.ReleaseSessionRequest(session_id=session_id, user_context=session),
+                    timeout=10,
+                )
+            except grpc.RpcError:
+                return False
+        return True
+
+
 class AirflowServices(Service):
     """Airflow 3: api-server, scheduler, dag-processor and triggerer on our dags/ and plugins/.
 
@@ -724,6 +811,7 @@ class LocalStack:
         self.services: dict[str, Service] = {
             **{broker.name: broker for broker in brokers},
             "mlflow": MlflowServer(settings),
+            "spark-connect": SparkConnectServer(settings),
             "airflow": AirflowServices(settings),
             "jupyterhub": JupyterHubServer(settings),
         }

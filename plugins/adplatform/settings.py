@@ -14,8 +14,9 @@ import os
 from functools import cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "ADP_"
@@ -80,9 +81,15 @@ class Settings(BaseSettings):
     # proxy's API and the hub itself take the next two.
     jupyterhub_port: int = Field(8000, ge=1, le=65533)
 
-    # Spark: local[N] locally, k8s://https://... in production.
+    # Spark: local[N] locally, k8s://https://... in production. The transform's jobs are clients
+    # of one long-lived Spark Connect server (local stack: started on spark_connect_port with
+    # spark_master); spark-submit, with a JVM of its own per job, is for batch backfills.
     spark_master: str = "local[2]"
     spark_driver_memory: str = "2g"
+    spark_connect_port: int = Field(15002, ge=1, le=65535)
+    spark_connect_url: str = Field(
+        "", description="sc://host:port; default sc://127.0.0.1:<spark_connect_port>"
+    )
 
     # Transform (Bronze → Silver → Gold). A Bronze partition (hour, event type) accepts events
     # ingested up to late_window after its first one; later arrivals stay in Bronze only, so
@@ -145,6 +152,14 @@ class Settings(BaseSettings):
     aws_access_key_id: str = ""
     aws_secret_access_key: SecretStr = SecretStr("")
 
+    @field_validator("spark_connect_url")
+    @classmethod
+    def _spark_connect_url(cls, value: str) -> str:
+        url = urlparse(value)
+        if value and (url.scheme != "sc" or not url.hostname or url.path not in ("", "/")):
+            raise ValueError(f"{value!r} is not a Spark Connect URL: use sc://host:port")
+        return value
+
     @model_validator(mode="after")
     def _derive_defaults(self) -> Settings:
         # Frozen model: derived defaults are filled in once, right after validation.
@@ -154,6 +169,8 @@ class Settings(BaseSettings):
             "clickhouse_dsn": self.clickhouse_dsn or f"chdb://{self.data_root / 'clickhouse'}",
             "mlflow_tracking_uri": self.mlflow_tracking_uri
             or f"http://127.0.0.1:{self.mlflow_port}",
+            "spark_connect_url": self.spark_connect_url
+            or f"sc://127.0.0.1:{self.spark_connect_port}",
         }
         for name, value in derived.items():
             object.__setattr__(self, name, value)
@@ -209,6 +226,7 @@ class Settings(BaseSettings):
 
     def airflow_connections(self) -> dict[str, str]:
         """Airflow connections for this profile as ``AIRFLOW_CONN_*`` environment variables."""
+        spark_connect = urlparse(self.spark_connect_url)
         connections: dict[str, dict[str, object]] = {
             "kafka_default": {
                 "conn_type": "kafka",
@@ -224,6 +242,12 @@ class Settings(BaseSettings):
                 "conn_type": "spark",
                 "host": self.spark_master,
                 "extra": {"deploy-mode": "client", "spark-binary": "spark-submit"},
+            },
+            # The provider's SparkConnectHook form: host sc://<host>, the port apart.
+            "spark_connect_default": {
+                "conn_type": "spark_connect",
+                "host": f"sc://{spark_connect.hostname}",
+                "port": spark_connect.port,
             },
             "mlflow_default": {"conn_type": "http", "host": self.mlflow_tracking_uri},
             "ssh_default": {

@@ -15,6 +15,7 @@ DAGS_FOLDER = REPO_ROOT / "dags"
 # A DAG that silently fails to import would vanish from this set and fail the suite.
 EXPECTED_DAG_IDS: set[str] = {
     "ad_events_ingest",
+    "ad_lakehouse_ctr_training_set",
     "ad_lakehouse_transform",
     "ad_reports_daily",
     "clickhouse_publish",

@@ -86,6 +86,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
             kafka_port=free_port(),
             kafka_controller_port=free_port(),
             mlflow_port=free_port(),
+            spark_connect_port=free_port(),
             airflow_port=free_port(span=3),  # api + worker and triggerer log servers
         )
     stack = LocalStack(settings)

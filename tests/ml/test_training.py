@@ -118,7 +118,9 @@ def test_degenerate_training_data_is_refused(settings, bend, message):
 def test_no_gold_yet_names_the_dag_that_writes_it(settings):
     """What a notebook cell shows on a fresh stack: where the table would be and which DAG
     writes it."""
-    with pytest.raises(TrainingDataError, match=r"ctr_training: the ad_lakehouse_transform DAG"):
+    with pytest.raises(
+        TrainingDataError, match=r"ctr_training: the ad_lakehouse_ctr_training_set DAG"
+    ):
         load_training_set(settings, None, DAYS)
 
 

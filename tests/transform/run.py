@@ -1,4 +1,5 @@
-"""Run the transform in-process, step for step as the DAG does, on the tests' SparkSession."""
+"""Run the transform in-process, step for step as the DAGs do (the transform, then the
+training set's DAG on the Silver it published), on the tests' Spark Connect session."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def run_transform(
     *,
     gates: bool = False,
 ) -> dict[str, Any]:
-    """Plan, stage each layer, (gate it,) publish it. Returns the plan's outline."""
+    """Plan, stage each layer, (gate it,) publish it; then the training set of the Silver
+    update. Returns the plan's outline."""
     planned = pipeline.plan_run(settings, run_id, start, end)
     if not planned["hour_count"]:
         return planned
@@ -37,16 +39,20 @@ def run_transform(
     stage_silver(spark, settings, hours, area)
     if gates:
         pipeline.check(settings, "silver", run_dir, run_id)
-    pipeline.publish_silver(settings, run_dir)
+    silver_update = pipeline.publish_silver(settings, run_dir)
     stage_gold_hourly(spark, settings, hours, area)
     if gates:
         pipeline.check(settings, "gold", run_dir, run_id)
     pipeline.publish_gold(settings, run_dir)
-    stage_ctr_training(spark, settings, hours, area)
-    if gates:
-        pipeline.check(settings, "ctr_training", run_dir, run_id)
-    pipeline.publish_ctr_training(settings, run_dir)
     pipeline.finish(settings, run_dir)
+
+    training = pipeline.plan_training_set(settings, run_id, [silver_update])
+    training_dir = training["run_dir"]
+    stage_ctr_training(spark, settings, parse_hours(training["hours"]), RunArea(Path(training_dir)))
+    if gates:
+        pipeline.check(settings, "ctr_training", training_dir, run_id)
+    pipeline.publish_ctr_training(settings, training_dir)
+    pipeline.drop_run_area(training_dir)
     return planned
 
 

@@ -51,6 +51,7 @@ def test_airflow_connections_parse_as_airflow_connections(tmp_path):
         "KAFKA_DEFAULT",
         "CLICKHOUSE_DEFAULT",
         "SPARK_DEFAULT",
+        "SPARK_CONNECT_DEFAULT",
         "MLFLOW_DEFAULT",
         "SSH_DEFAULT",
         "KUBERNETES_DEFAULT",
@@ -67,6 +68,27 @@ def test_airflow_connections_parse_as_airflow_connections(tmp_path):
     assert clickhouse["extra"]["dsn"].startswith("chdb://")
     spark = Connection.from_json(variables["AIRFLOW_CONN_SPARK_DEFAULT"], conn_id="spark_default")
     assert spark.host == "local[2]"
+
+
+def test_the_spark_connect_connection_gives_the_providers_hook_the_servers_url(monkeypatch):
+    from airflow.providers.apache.spark.hooks.spark_connect import SparkConnectHook
+
+    for settings, url in (
+        (load_settings(spark_connect_port=15123), "sc://127.0.0.1:15123/"),
+        (
+            load_settings(spark_connect_url="sc://spark-connect.spark:15002"),
+            "sc://spark-connect.spark:15002/",
+        ),
+    ):
+        variable = "AIRFLOW_CONN_SPARK_CONNECT_DEFAULT"
+        monkeypatch.setenv(variable, settings.airflow_connections()[variable])
+        assert SparkConnectHook().get_connection_url() == url
+
+
+def test_a_spark_connect_url_that_is_not_one_is_refused(monkeypatch):
+    monkeypatch.setenv("ADP_SPARK_CONNECT_URL", "http://spark:15002")
+    with pytest.raises(SettingsError, match=r"ADP_SPARK_CONNECT_URL.*use sc://host:port"):
+        load_settings()
 
 
 def test_sasl_credentials_reach_the_kafka_client_config(tmp_path):

@@ -1,7 +1,8 @@
-"""The spark-submit jobs: arguments, session, one transform, a summary in the run area.
+"""The transform's Spark jobs: one transform each, a summary in the run area.
 
-``spark_jobs/*.py`` are one-line entry points over these functions, so a job can also be run
-by hand::
+A job runs either as a Spark Connect client of the long-lived server (``run_connected``, what
+the DAG does) or as a spark-submit application with a JVM of its own: ``spark_jobs/*.py`` are
+one-line entry points over these functions, for batch backfills and by hand::
 
     spark-submit spark_jobs/bronze_to_silver.py --hours 2026-01-01T00..2026-01-01T23 \\
         --run-dir /tmp/run
@@ -24,7 +25,7 @@ from adplatform.settings import Settings, get_settings
 from adplatform.transform.gold import affected_hours, write_ctr_training, write_hourly_performance
 from adplatform.transform.plan import RunArea
 from adplatform.transform.silver import write_silver
-from adplatform.transform.spark import spark_session
+from adplatform.transform.spark import connect_session, spark_session
 
 Transform = Callable[[SparkSession, Settings, list[datetime], RunArea], dict[str, Any]]
 
@@ -34,6 +35,10 @@ def _hours(text: str) -> list[datetime]:
         return parse_hours(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _summary(name: str, summary: dict[str, Any]) -> None:
+    print(f"{name}: {json.dumps(summary, sort_keys=True)}", flush=True)
 
 
 def _run(name: str, description: str, transform: Transform, argv: Sequence[str] | None) -> int:
@@ -54,7 +59,7 @@ def _run(name: str, description: str, transform: Transform, argv: Sequence[str] 
         summary = transform(spark, settings, args.hours, RunArea(args.run_dir))
     finally:
         spark.stop()
-    print(f"{name}: {json.dumps(summary, sort_keys=True)}", flush=True)
+    _summary(name, summary)
     return 0
 
 
@@ -129,3 +134,25 @@ def ctr_training_set(argv: Sequence[str] | None = None) -> int:
         stage_ctr_training,
         argv,
     )
+
+
+# The jobs by name (the entry points' names): what a Spark Connect client runs.
+JOBS: dict[str, Transform] = {
+    "bronze_to_silver": stage_silver,
+    "silver_to_gold": stage_gold_hourly,
+    "ctr_training_set": stage_ctr_training,
+}
+
+
+def run_connected(name: str, hours: str, run_dir: str, url: str | None = None) -> dict[str, Any]:
+    """Run job ``name`` as a Spark Connect client of the server at ``url`` (default: the
+    settings'); this process starts no JVM. Its session (and what it cached) ends with it."""
+    transform = JOBS[name]
+    settings = get_settings()
+    spark = connect_session(settings, url)
+    try:
+        summary = transform(spark, settings, parse_hours(hours), RunArea(Path(run_dir)))
+    finally:
+        spark.stop()
+    _summary(name, summary)
+    return summary

@@ -1,56 +1,92 @@
-"""The transform's spark-submit step, with the Spark provider imported only when it runs.
+"""The transform's Spark step: a Spark Connect client of the long-lived server, or, for a batch
+backfill that should not share that server, a spark-submit application of its own.
 
-The provider's modules import the Kubernetes client libraries when they are imported (about
-3.5 s of CPU), so a DAG file that imports SparkSubmitOperator pays that on every parse: each of
-the transform's task starts and every pass of the DAG processor. This operator takes the same
-arguments and, when it runs, hands them to the provider's SparkSubmitHook, which does the job
-as SparkSubmitOperator does in client mode (the deploy mode of ``spark_default``): it runs
-spark-submit, streams its log, fails on a non-zero exit and kills it when the task is stopped.
+Spark Connect (``spark="connect"``, the default): the task runs the job's function against a
+remote session on the provider's ``spark_connect_default`` connection (SparkConnectHook's URL),
+so the task starts no JVM and pays no Spark start-up; the server keeps one warm. spark-submit
+(``spark="submit"``): the provider's SparkSubmitHook runs ``spark_jobs/<job>.py`` on
+``spark_default`` as SparkSubmitOperator does in client mode, with a JVM and session per job.
+
+The provider is imported only when the task runs: its spark-submit module imports the
+Kubernetes client libraries (about 3.5 s of CPU), which a DAG file would pay on every parse.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
+
+from adplatform.settings import REPO_ROOT
 
 if TYPE_CHECKING:
     from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
     from airflow.sdk import Context
 
+SPARK_JOBS = REPO_ROOT / "spark_jobs"
+SPARK_MODES = ("connect", "submit")
+
 
 class SparkJobOperator(BaseOperator):
-    template_fields: Sequence[str] = ("application", "application_args", "conf", "name")
+    template_fields: Sequence[str] = ("hours", "run_dir", "spark")
 
     def __init__(
         self,
         *,
-        application: str,
-        application_args: list[Any],
-        conf: dict[str, str],
-        name: str,
-        conn_id: str = "spark_default",
+        job: str,
+        hours: str,
+        run_dir: str,
+        spark: str = "connect",
+        connect_conn_id: str = "spark_connect_default",
+        submit_conn_id: str = "spark_default",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.application = application
-        self.application_args = application_args
-        self.conf = conf
-        self.name = name
-        self.conn_id = conn_id
+        if not self.application_for(job).is_file():
+            raise ValueError(f"unknown Spark job {job!r}: no {self.application_for(job)}")
+        self.job = job
+        self.hours = hours
+        self.run_dir = run_dir
+        self.spark = spark
+        self.connect_conn_id = connect_conn_id
+        self.submit_conn_id = submit_conn_id
         self._hook: SparkSubmitHook | None = None
 
-    def execute(self, context: Context) -> None:
+    @staticmethod
+    def application_for(job: str) -> Path:
+        return SPARK_JOBS / f"{job}.py"
+
+    def execute(self, context: Context) -> dict[str, Any] | None:
+        if self.spark == "connect":
+            return self._connect()
+        if self.spark == "submit":
+            self._submit()
+            return None
+        raise ValueError(f"spark={self.spark!r}: choose one of {', '.join(SPARK_MODES)}")
+
+    def _connect(self) -> dict[str, Any]:
+        from airflow.providers.apache.spark.hooks.spark_connect import SparkConnectHook
+
+        from adplatform.transform.jobs import run_connected
+
+        url = SparkConnectHook(self.connect_conn_id).get_connection_url()
+        return run_connected(self.job, self.hours, self.run_dir, url)
+
+    def _submit(self) -> None:
         from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
 
+        from adplatform.settings import get_settings
+        from adplatform.transform.spark import spark_conf
+
         self._hook = SparkSubmitHook(
-            conf=self.conf,
-            conn_id=self.conn_id,
-            name=self.name,
-            application_args=self.application_args,
+            conf=spark_conf(get_settings()),
+            conn_id=self.submit_conn_id,
+            name=f"adplatform-{self.job}",
+            application_args=["--hours", self.hours, "--run-dir", self.run_dir],
         )
-        self._hook.submit(self.application)
+        self._hook.submit(str(self.application_for(self.job)))
 
     def on_kill(self) -> None:
         if self._hook is not None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import shutil
-from datetime import date
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
 from adplatform.lakehouse.partitions import (
+    HOUR,
     date_partition,
     format_hours,
     hour_partition,
@@ -97,7 +98,46 @@ def publish_silver(settings: Settings, run_dir: str) -> dict[str, Any]:
         area.staged(SILVER_EVENTS), SILVER_EVENTS.path(settings), map(hour_partition, hours)
     )
     log.info("published %d Silver hour(s), %d with data", len(hours), filled)
-    return {"hours": format_hours(hours), "hours_with_data": filled}
+    return {
+        "hours": format_hours(hours),
+        "hours_with_data": filled,
+        # For the training set's DAG, which builds from this update (see plan_training_set).
+        "replaced_impression_hours": area.read(REPLACED_SILVER)["impression_hours"],
+    }
+
+
+def plan_training_set(
+    settings: Settings,
+    run_id: str,
+    updates: list[dict[str, Any]],
+    start: date | None = None,
+    end: date | None = None,
+) -> dict[str, Any]:
+    """Open a training-set run's staging area for Silver ``updates`` (what publish_silver
+    returned, carried by the Silver Asset's events) and the UTC days ``start``..``end`` of a
+    backfill:
+    their hours, and the Gold hours the Silver the updates replaced fed, recorded where the
+    training-set job looks for them."""
+    area = RunArea.for_run(settings, f"ctr_training_set__{run_id}")
+    shutil.rmtree(area.root, ignore_errors=True)  # a retried plan starts clean
+    hours = sorted(
+        {h for update in updates for h in parse_hours(update["hours"])}
+        | set(_days_hours(start, end))
+    )
+    replaced = sorted(
+        {h for update in updates for h in parse_hours(update["replaced_impression_hours"])}
+    )
+    if hours:
+        area.write(REPLACED_SILVER, {"impression_hours": format_hours(replaced)})
+    log.info("training set for %d updated Silver hour(s): %s", len(hours), format_hours(hours))
+    return {"run_dir": str(area.root), "hours": format_hours(hours)}
+
+
+def _days_hours(start: date | None, end: date | None) -> list[datetime]:
+    if start is None or end is None:
+        return []
+    first = datetime.combine(start, time(), UTC)
+    return [first + i * HOUR for i in range(24 * ((end - start).days + 1))]
 
 
 def publish_gold(settings: Settings, run_dir: str) -> dict[str, Any]:
@@ -125,10 +165,14 @@ def publish_ctr_training(settings: Settings, run_dir: str) -> dict[str, Any]:
 
 
 def finish(settings: Settings, run_dir: str) -> None:
-    """Once every layer is published: record the Bronze inputs as done, drop the staging."""
+    """Once Silver and Gold are published: record the Bronze inputs as done, drop the staging."""
     area = RunArea(Path(run_dir))
     if not area.root.exists():
         log.info("the run was finished already: %s is gone", run_dir)
         return
     commit(settings, _plan(area))
-    shutil.rmtree(area.root, ignore_errors=True)
+    drop_run_area(run_dir)
+
+
+def drop_run_area(run_dir: str) -> None:
+    shutil.rmtree(run_dir, ignore_errors=True)

@@ -68,6 +68,7 @@ _MONEY = {
 class SilverResult:
     silver: DataFrame  # the Silver rows of the target hours
     counts: DataFrame  # per (hour, event type): distinct events and too-late ones
+    cached: DataFrame  # the flagged Bronze both read: unpersist it when done
 
 
 def read_bronze(spark: SparkSession, settings: Settings, plan: Plan) -> DataFrame:
@@ -224,7 +225,7 @@ def build_silver(spark: SparkSession, settings: Settings, plan: Plan) -> SilverR
         .filter("is_target")
         .select(*columns)
     )
-    return SilverResult(silver=silver, counts=counts)
+    return SilverResult(silver=silver, counts=counts, cached=flagged)
 
 
 def write_silver(
@@ -233,20 +234,24 @@ def write_silver(
     """Build Silver for the plan's hours into ``output`` (a staged copy of the table) and return the
     too-late counts the Silver gate reconciles against Bronze, and the attribution counts."""
     result = build_silver(spark, settings, plan)
-    (
-        result.silver.repartition(*PARTITION)
-        .sortWithinPartitions("event_time", "event_id")
-        .write.mode("overwrite")
-        .partitionBy(*PARTITION)
-        .parquet(str(output))
-    )
-    partitions = [row.asDict() for row in result.counts.orderBy(PARTITION).collect()]
-    outcomes = (
-        spark.read.schema(spark_schema(SILVER_EVENTS))
-        .parquet(str(output))
-        .filter(F.col("event_type").isin(_CLICK, _CONVERSION))
-        .groupBy("event_type", "attribution")
-        .count()
-    )
-    attribution = {f"{r.event_type}:{r.attribution}": r["count"] for r in outcomes.collect()}
-    return {"partitions": partitions, "attribution": attribution}
+    # The Spark Connect server outlives the job: its cache must not keep every run's Bronze.
+    try:
+        (
+            result.silver.repartition(*PARTITION)
+            .sortWithinPartitions("event_time", "event_id")
+            .write.mode("overwrite")
+            .partitionBy(*PARTITION)
+            .parquet(str(output))
+        )
+        partitions = [row.asDict() for row in result.counts.orderBy(PARTITION).collect()]
+        outcomes = (
+            spark.read.schema(spark_schema(SILVER_EVENTS))
+            .parquet(str(output))
+            .filter(F.col("event_type").isin(_CLICK, _CONVERSION))
+            .groupBy("event_type", "attribution")
+            .count()
+        )
+        attribution = {f"{r.event_type}:{r.attribution}": r["count"] for r in outcomes.collect()}
+        return {"partitions": partitions, "attribution": attribution}
+    finally:
+        result.cached.unpersist()

@@ -1,12 +1,15 @@
-"""Spark configuration in one place: the jobs, the DAG's spark-submit and the tests share it.
+"""Spark configuration and sessions in one place: the Spark Connect server and its clients,
+spark-submit jobs, the benchmark and the tests share them.
 
-Cheap to import (the DAG file reads ``spark_conf``); pyspark and pyarrow are imported only by
-the functions that need them.
+Cheap to import; pyspark and pyarrow are imported only by the functions that need them.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import TYPE_CHECKING
+from urllib.parse import urlparse
 
 from adplatform.settings import Settings
 
@@ -18,10 +21,10 @@ if TYPE_CHECKING:
     from adplatform.lakehouse.tables import Table
 
 
-def spark_conf(settings: Settings) -> dict[str, str]:
-    """Resources and semantics for every transform job (spark-submit --conf, or a session)."""
+def session_conf(settings: Settings) -> dict[str, str]:
+    """The SQL semantics and tuning every transform session needs, wherever its server runs:
+    a Spark Connect client sets them on its session."""
     return {
-        "spark.driver.memory": settings.spark_driver_memory,
         "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
         "spark.sql.adaptive.enabled": "true",
         # The shuffle partitions are sized to the cores already; AQE's coalescing would pack
@@ -34,15 +37,60 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         # Parquet timestamps as the contracts declare them (ms, UTC), not legacy INT96.
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MILLIS",
         "spark.sql.files.maxRecordsPerFile": "5000000",
+    }
+
+
+def spark_conf(settings: Settings) -> dict[str, str]:
+    """Everything a Spark application of the transform starts with: the Spark Connect server's
+    command line, a spark-submit job's ``--conf``, a local session."""
+    return {
+        "spark.driver.memory": settings.spark_driver_memory,
+        **session_conf(settings),
         "spark.ui.showConsoleProgress": "false",
         # The UI of every local job would take a port on a shared machine.
         "spark.ui.enabled": str(settings.profile == "production").lower(),
     }
 
 
-def spark_session(settings: Settings, app_name: str) -> SparkSession:
-    """The session of a job (under spark-submit the master comes from its command line)."""
+class SparkConnectUnavailable(RuntimeError):
+    """The Spark Connect server does not answer; the message names its URL and the fix."""
+
+
+def connect_session(settings: Settings, url: str | None = None) -> SparkSession:
+    """A Spark Connect session (no JVM in this process) on ``url`` (default: the settings'
+    server), with the transform's session configuration.
+
+    The client retries an unreachable server for minutes before it gives up, so a server that
+    is down is refused at once, by its URL, before any job work starts."""
     from pyspark.sql import SparkSession
+
+    url = url or settings.spark_connect_url
+    address = urlparse(url)
+    try:
+        socket.create_connection((address.hostname, address.port or 15002), timeout=5).close()
+    except OSError as error:
+        raise SparkConnectUnavailable(
+            f"no Spark Connect server at {url} ({error.strerror or error}): start the local "
+            "stack with `make up`, or point ADP_SPARK_CONNECT_URL (Airflow: the "
+            "spark_connect_default connection) at a running server"
+        ) from None
+    builder = SparkSession.builder.remote(url)
+    for key, value in session_conf(settings).items():
+        builder = builder.config(key, value)
+    # A new session, never the process's default one: getOrCreate would hand back a session
+    # of another server (or one another caller stops).
+    return builder.create()
+
+
+def spark_session(settings: Settings, app_name: str) -> SparkSession:
+    """The session of a spark-submit job (the master comes from spark-submit's command line)."""
+    from pyspark.sql import SparkSession
+
+    # pyspark marks a process that opened a Spark Connect session (connect_session) with this
+    # variable, and its children inherit it: a job submitted from such a process (a test, or
+    # `airflow dags test`) would otherwise look for a Spark Connect server instead of the JVM
+    # spark-submit started for it.
+    os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
 
     builder = SparkSession.builder.appName(app_name)
     for key, value in spark_conf(settings).items():
