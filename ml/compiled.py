@@ -25,6 +25,10 @@ import numpy as np
 from ml.errors import CorruptArtifact
 
 CHECK_ROWS = 2000
+# Trees compiled into each cache block (lleaves' default is 34): 8 scored the 446-tree
+# champion's 10,000-row batches 1.3-1.8x faster on the shared 2-core machine, one row alike
+# (benchmarks/measured/ctr-compiled-blocksize-2026-12-02.md).
+BLOCK_TREES = 8
 TOLERANCE = 1e-6  # probabilities of the compiled and the text model may differ by this much
 
 
@@ -51,7 +55,9 @@ def compile_forest(model_text: bytes) -> bytes:
     with tempfile.TemporaryDirectory(prefix="ctr-compile-") as scratch:
         model_file, object_file = Path(scratch) / "model.txt", Path(scratch) / "model.o"
         model_file.write_bytes(model_text)
-        lleaves.Model(model_file=str(model_file)).compile(cache=str(object_file))
+        lleaves.Model(model_file=str(model_file)).compile(
+            cache=str(object_file), fblocksize=BLOCK_TREES
+        )
         return object_file.read_bytes()
 
 

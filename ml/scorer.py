@@ -79,6 +79,7 @@ class ServingModel:
         self.compiled = compiled
         self.fallback_reason = fallback_reason
         self._buffers = threading.local()  # one request's row, per thread
+        self._entry = compiled.entry if compiled is not None else None
 
     @property
     def version(self) -> str:
@@ -146,23 +147,24 @@ class ServingModel:
             files[name] = data
         return cls.from_files(files, manifest, problem)
 
-    def _row_buffers(self) -> tuple[Any, Any, np.ndarray]:
-        buffers: tuple[Any, Any, np.ndarray] | None = getattr(self._buffers, "row", None)
-        if buffers is None:
-            row = (ctypes.c_double * len(self.spec.features))()
-            out = (ctypes.c_double * 1)()
-            view = np.frombuffer(memoryview(row), dtype=np.float64).reshape(1, -1)
-            buffers = self._buffers.row = row, out, view
+    def _new_row_buffers(self) -> tuple[Any, Any, np.ndarray]:
+        row = (ctypes.c_double * len(self.spec.features))()
+        out = (ctypes.c_double * 1)()
+        view = np.frombuffer(memoryview(row), dtype=np.float64).reshape(1, -1)
+        buffers = self._buffers.row = row, out, view
         return buffers
 
     def score_one(self, request: Mapping[str, Any]) -> tuple[float, list[str] | None]:
         """One request's probability, and the fields answered with their default."""
         if type(request) is not dict and not isinstance(request, Mapping):
             raise RequestError(f"a request is a mapping of fields, not {type(request).__name__}")
-        row, out, view = self._row_buffers()
+        try:
+            row, out, view = self._buffers.row
+        except AttributeError:  # this thread's first request
+            row, out, view = self._new_row_buffers()
         defaulted = self.encoder.encode_one(request, row)
-        if self.compiled is not None:
-            self.compiled.entry(row, out, 0, 1)
+        if self._entry is not None:
+            self._entry(row, out, 0, 1)
             return out[0], defaulted
         return float(self.booster.predict(view, num_threads=1)[0]), defaulted
 
@@ -212,17 +214,28 @@ def _verified_compiled(
 
 
 def _only_row(columns: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any] | None:
-    """A one-row batch as a request, when its columns are Python lists or tuples."""
+    """A one-row batch as a request, when its columns are Python lists or tuples, NumPy or
+    Arrow arrays: one value each is cheaper than a columnar lookup per field."""
     request = {}
     for name in fields:
         column = columns.get(name)
-        if isinstance(column, list | tuple) and len(column) == 1:
+        if isinstance(column, _SEQUENCES):
+            if len(column) != 1:
+                return None
             request[name] = column[0]
+        elif isinstance(column, _ARROW):
+            if len(column) != 1:
+                return None
+            request[name] = column.to_pylist()[0]  # cheaper than a scalar's as_py()
         elif is_scalar(column):
             request[name] = column
         else:
             return None
     return request
+
+
+_SEQUENCES = (list, tuple, np.ndarray)
+_ARROW = (pa.Array, pa.ChunkedArray)
 
 
 def as_columns(batch: Any, fields: Sequence[str]) -> tuple[Mapping[str, Any], int]:
@@ -231,17 +244,17 @@ def as_columns(batch: Any, fields: Sequence[str]) -> tuple[Mapping[str, Any], in
     row). Columns of Arrow or NumPy strings and categoricals are encoded without a Python
     object per row."""
     if isinstance(batch, pa.Table | pa.RecordBatch):
-        batch = {name: batch.column(name) for name in fields if name in batch.schema.names}
+        batch = dict(zip(batch.schema.names, batch.columns, strict=True))  # each wrapped once
     elif hasattr(batch, "columns") and not isinstance(batch, Mapping):  # a DataFrame
         batch = {name: batch[name] for name in fields if name in batch.columns}  # each read once
     if isinstance(batch, Mapping):
-        lengths = [len(c) for c in map(batch.get, fields) if c is not None and not is_scalar(c)]
-        if not lengths:
-            raise RequestError(
-                f"the batch has no column of any request field ({', '.join(fields)}): "
-                "score one request with score()"
-            )
-        return batch, lengths[0]
+        for column in map(batch.get, fields):
+            if column is not None and not is_scalar(column):  # others' lengths: when encoding
+                return batch, len(column)
+        raise RequestError(
+            f"the batch has no column of any request field ({', '.join(fields)}): "
+            "score one request with score()"
+        )
     if isinstance(batch, Sequence) and not isinstance(batch, str | bytes):
         for number, request in enumerate(batch):
             if not isinstance(request, Mapping):

@@ -20,6 +20,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import repeat
 from typing import Any, TypeVar
 
@@ -57,7 +58,7 @@ class FeatureSpec:
     def names(self) -> list[str]:
         return [f.name for f in self.features]
 
-    @property
+    @cached_property  # read on every batch call
     def request_fields(self) -> list[str]:
         """The fields a scoring request must carry."""
         return sorted({f.source for f in self.features})
@@ -166,7 +167,11 @@ class _StringField:
             (position, np.ascontiguousarray(self.values[:, k]))
             for k, position in enumerate(self.positions)
         )
-        self._value_set = pa.array(keys, type=pa.string())
+        # index_in casts a value set of another string type on every call: one of each type.
+        self._value_sets = {
+            string_type: pa.array(keys, type=string_type)
+            for string_type in (pa.string(), pa.large_string())
+        }
         self._sorted_keys = np.array(keys, dtype=str)  # code = position: keys are sorted
 
     def codes_of(self, column: Any, rows: int) -> tuple[np.ndarray, int]:
@@ -198,19 +203,24 @@ class _StringField:
             return np.full(rows, self.unknown), rows
         if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
             raise RequestError(f"{self.name} must be strings, got an Arrow {array.type} column")
-        found = pc.index_in(array, value_set=self._value_set)
+        found = pc.index_in(array, value_set=self._value_sets[array.type])
         unknown = found.null_count
-        return (found.fill_null(self.unknown) if unknown else found).to_numpy(), unknown
+        codes = (found.fill_null(self.unknown) if unknown else found).to_numpy()
+        return codes.astype(np.intp), unknown  # NumPy gathers with int32 indices convert each time
 
     def _dictionary_codes(self, array: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, int]:
         """A dictionary column (Arrow, or a pandas categorical): each chunk's dictionary is
         looked up once, its rows are a NumPy gather of their dictionary indices."""
         parts = []
         for chunk in array.chunks if isinstance(array, pa.ChunkedArray) else [array]:
-            dictionary_codes = self._arrow_codes(chunk.dictionary, len(chunk.dictionary))[0]
-            with_missing = np.append(dictionary_codes, self.unknown)  # a null row: missing
-            parts.append(with_missing[chunk.indices.fill_null(len(chunk.dictionary)).to_numpy()])
-        codes = np.concatenate(parts) if parts else np.empty(0, dtype=np.intp)
+            dictionary = chunk.dictionary
+            dictionary_codes = self._arrow_codes(dictionary, len(dictionary))[0]
+            indices = chunk.indices
+            if indices.null_count:  # a null row: missing (each Arrow call costs microseconds)
+                dictionary_codes = np.append(dictionary_codes, self.unknown)
+                indices = indices.fill_null(len(dictionary))
+            parts.append(dictionary_codes[indices.to_numpy()])
+        codes = parts[0] if len(parts) == 1 else np.concatenate([np.empty(0, np.intp), *parts])
         return codes, int(np.count_nonzero(codes == self.unknown))
 
     def _numpy_codes(self, column: np.ndarray) -> tuple[np.ndarray, int]:
@@ -231,8 +241,11 @@ def _is_nan(value: Any) -> bool:
     return isinstance(value, float) and value != value
 
 
+_SCALARS = (str, bytes, int, float, np.generic, type(None))  # a tuple: faster than a union
+
+
 def is_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, str | bytes | int | float | np.generic)
+    return isinstance(value, _SCALARS)
 
 
 def _is_arrow(column: Any) -> bool:

@@ -139,6 +139,18 @@ def test_a_columnar_batch_answers_unknown_and_missing_values_with_the_default_an
     assert scorer.status()["defaulted"] == {"creative_id": 2, "hour_of_day": 1, "country": 1}
 
 
+@pytest.mark.parametrize("form", ["columns of lists", *COLUMNAR_FORMS])
+def test_a_one_row_batch_scores_and_counts_like_the_request(scorer, rows, form):
+    # One row takes the single-request path when its columns allow: same answer, same counts.
+    degraded = rows.head(1).astype({"hour_of_day": float})
+    degraded.loc[degraded.index[0], ["creative_id", "hour_of_day"]] = ["cr-never-seen", math.nan]
+    make = COLUMNAR_FORMS.get(form, lambda frame: {c: frame[c].tolist() for c in frame.columns})
+    expected = scorer.model.score_one(degraded.iloc[0].to_dict())[0]
+
+    assert scorer.score_batch(make(degraded)) == pytest.approx([expected], abs=1e-12)
+    assert scorer.status()["defaulted"] == {"creative_id": 1, "hour_of_day": 1}
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
