@@ -23,7 +23,7 @@ import pytest
 
 from adplatform.airflow_client import AirflowClient
 from adplatform.localstack import LocalStack
-from adplatform.provisioning.cluster import CRASH_LOOP_LABEL, LocalCluster
+from adplatform.provisioning.cluster import CRASH_LOOP_LABEL, FAIL_LABEL, LocalCluster
 from adplatform.provisioning.commands import Command
 from adplatform.provisioning.manifest import load_manifest
 from adplatform.provisioning.releases import helm_env
@@ -216,6 +216,10 @@ class ChartMirror:
     # Versions built from the real charts for the upgrade tests, each a patch above the pin.
     clickhouse_next: str  # clickhouse, unchanged but for its version
     cert_manager_crash_loop: str  # the controller's pods never become ready
+    cert_manager_failing_job: str  # helm --wait succeeds, then a Job of the release fails
+    # The pinned cilium archive rebuilt with that failing Job: a test serves it in place of the
+    # real one (a bad build served under the pinned version).
+    broken_cilium: Path
 
 
 def repackage(
@@ -247,6 +251,32 @@ def crash_loop(template: str, anchor: str) -> Callable[[Path], None]:
     return change
 
 
+def failing_job(chart: Path) -> None:
+    """A chart change: a Job whose pod kwok fails. Helm's --wait does not wait for Jobs, so only
+    the health gate sees it."""
+    key, value = FAIL_LABEL
+    (chart / "templates" / "adplatform-failing-check.yaml").write_text(
+        f"""apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {{{{ .Release.Name }}}}-failing-check
+  namespace: {{{{ .Release.Namespace }}}}
+spec:
+  backoffLimit: 0
+  template:
+    metadata:
+      labels:
+        {key}: {value}
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: check
+          image: busybox:1.37
+          command: ["false"]
+"""
+    )
+
+
 @pytest.fixture(scope="session")
 def chart_mirror(stack_settings: Settings) -> ChartMirror:
     """The session's chart mirror (ADP_HELM_CHART_MIRROR of the stack): every real upstream
@@ -261,11 +291,14 @@ def chart_mirror(stack_settings: Settings) -> ChartMirror:
         link = mirror / archive.name
         if not link.exists():
             link.symlink_to(archive)
-    versions = ChartMirror(mirror, "0.3.7", "v1.19.2")
+    broken = mirror.parent / f"{mirror.name}-broken"
+    versions = ChartMirror(mirror, "0.3.7", "v1.19.2", "v1.19.3", broken / "cilium-1.18.4.tgz")
     controller = crash_loop("deployment.yaml", "        {{- with .Values.podLabels }}")
     builds = [
         ("clickhouse-0.3.6.tgz", versions.clickhouse_next, mirror, lambda _: None),
         ("cert-manager-v1.19.1.tgz", versions.cert_manager_crash_loop, mirror, controller),
+        ("cert-manager-v1.19.1.tgz", versions.cert_manager_failing_job, mirror, failing_job),
+        ("cilium-1.18.4.tgz", "1.18.4", broken, failing_job),
     ]
     for source, version, into, change in builds:
         if not (into / f"{source.rsplit('-', 1)[0]}-{version}.tgz").exists():

@@ -43,9 +43,10 @@ NODES = {
     "local-agent-2": {"adplatform.io/pool": "agent"},
 }
 NODE_CAPACITY = {"cpu": "16", "memory": "64Gi", "pods": "110", "ephemeral-storage": "200Gi"}
-# The label the failure tests set on a release's pods: the project's kwok stage keeps them in
-# CrashLoopBackOff.
+# Labels the failure tests set on a release's pods, for the project's kwok stages
+# (infra/local/kwok/): the first keeps them in CrashLoopBackOff, the second fails them (exit 1).
 CRASH_LOOP_LABEL = ("adplatform.io/simulate", "crash-loop")
+FAIL_LABEL = ("adplatform.io/simulate", "fail")
 
 
 @dataclass(frozen=True)
