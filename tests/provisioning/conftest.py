@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
@@ -22,7 +23,7 @@ import pytest
 
 from adplatform.airflow_client import AirflowClient
 from adplatform.localstack import LocalStack
-from adplatform.provisioning.cluster import CRASH_LOOP_LABEL, LocalCluster
+from adplatform.provisioning.cluster import CRASH_LOOP_LABEL, FAIL_LABEL, LocalCluster
 from adplatform.provisioning.commands import Command
 from adplatform.provisioning.manifest import load_manifest
 from adplatform.provisioning.releases import helm_env
@@ -44,11 +45,46 @@ class SshTarget:
     user: str
     key_file: Path
     known_hosts: Path
+    changes: Path  # the overlay's upper directory: every file the node's root wrote
+
+
+# The node: its own mount, UTS, IPC, PID and network namespaces, its root an overlay over this
+# machine's whose writes land in $UPPER. /proc/sys is read-only but for net/, which belongs to the
+# node's network namespace; the kernel-wide settings (vm.*, fs.*) and sysfs cannot be isolated by
+# a namespace, so the node sees them read-only, as in a container.
+NODE_SETUP = """set -eu
+mount -t overlay overlay -o "lowerdir=/,upperdir=$UPPER,workdir=$WORK" "$ROOT"
+mount --rbind /dev "$ROOT/dev"
+mount -t proc proc "$ROOT/proc"
+mount --bind "$ROOT/proc/sys" "$ROOT/proc/sys"
+mount -o remount,bind,ro "$ROOT/proc/sys"
+mount --bind "$ROOT/proc/sys/net" "$ROOT/proc/sys/net"
+mount -o remount,bind,rw "$ROOT/proc/sys/net"
+mount -t sysfs -o ro sysfs "$ROOT/sys"
+mount --bind "$HOME_DIR" "$ROOT$HOME_DIR"
+mkdir -p "$ROOT/run/sshd"  # sshd's privilege-separation directory
+hostname node-1
+ip link set lo up
+exec chroot "$ROOT" /usr/bin/python3 -c "$INETD" "$LISTENER" "$HOME_DIR/sshd_config"
+"""
+# inetd inside the node: one `sshd -i` per connection accepted on the listening socket (its file
+# descriptor in argv[1]), opened on this machine's loopback before the node got its own network.
+INETD = """import signal, socket, subprocess, sys
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+listener = socket.socket(fileno=int(sys.argv[1]))
+while True:
+    connection, _ = listener.accept()
+    subprocess.Popen(["/usr/sbin/sshd", "-i", "-e", "-f", sys.argv[2]], stdin=connection,
+                     stdout=connection)
+    connection.close()
+"""
 
 
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshTarget]:
-    """OpenSSH's sshd on a free loopback port, accepting only a key generated for this session."""
+    """A node to prepare: OpenSSH's sshd accepting only a key generated for this session, in
+    namespaces of its own over an overlay root (NODE_SETUP), so that what a playbook does to it
+    leaves this machine unchanged; reached on a loopback port of this machine."""
     home = tmp_path_factory.mktemp("sshd")
     for name in ("host_key", "client_key"):
         subprocess.run(
@@ -56,12 +92,8 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshTarget]:
         )
     (home / "authorized_keys").write_text((home / "client_key.pub").read_text())
     (home / "authorized_keys").chmod(0o600)
-    port = free_port()
     (home / "sshd_config").write_text(
-        f"""Port {port}
-ListenAddress 127.0.0.1
-HostKey {home / "host_key"}
-PidFile {home / "sshd.pid"}
+        f"""HostKey {home / "host_key"}
 AuthorizedKeysFile {home / "authorized_keys"}
 PasswordAuthentication no
 KbdInteractiveAuthentication no
@@ -71,21 +103,32 @@ UsePAM no
 Subsystem sftp internal-sftp
 """
     )
-    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
-    process = subprocess.Popen(
-        ["/usr/sbin/sshd", "-D", "-e", "-f", str(home / "sshd_config")],
+    for layer in ("upper", "work", "root"):
+        (home / layer).mkdir()
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    node = subprocess.Popen(
+        ["unshare", "--mount", "--uts", "--ipc", "--pid", "--net", "--fork", "--kill-child",
+         "--propagation", "private", "sh", "-c", NODE_SETUP],
+        env={**os.environ, "UPPER": str(home / "upper"), "WORK": str(home / "work"),
+             "ROOT": str(home / "root"), "HOME_DIR": str(home), "INETD": INETD,
+             "LISTENER": str(listener.fileno())},
+        pass_fds=(listener.fileno(),),
         stderr=(home / "sshd.log").open("wb"),
-    )
+    )  # fmt: skip
+    listener.close()
     deadline = time.monotonic() + 20
     while subprocess.run(
         ["ssh-keyscan", "-p", str(port), "127.0.0.1"], capture_output=True
     ).returncode:
-        if process.poll() is not None or time.monotonic() > deadline:
+        if node.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"sshd did not start: {(home / 'sshd.log').read_text()}")
         time.sleep(0.2)
-    yield SshTarget("127.0.0.1", port, "root", home / "client_key", home / "known_hosts")
-    process.terminate()
-    process.wait(timeout=10)
+    yield SshTarget(
+        "127.0.0.1", port, "root", home / "client_key", home / "known_hosts", home / "upper"
+    )
+    node.kill()  # unshare (which ignores SIGTERM) takes its child, PID 1 of the node, with it
+    node.wait(timeout=10)
 
 
 @pytest.fixture
@@ -173,6 +216,10 @@ class ChartMirror:
     # Versions built from the real charts for the upgrade tests, each a patch above the pin.
     clickhouse_next: str  # clickhouse, unchanged but for its version
     cert_manager_crash_loop: str  # the controller's pods never become ready
+    cert_manager_failing_job: str  # helm --wait succeeds, then a Job of the release fails
+    # The pinned cilium archive rebuilt with that failing Job: a test serves it in place of the
+    # real one (a bad build served under the pinned version).
+    broken_cilium: Path
 
 
 def repackage(
@@ -204,6 +251,32 @@ def crash_loop(template: str, anchor: str) -> Callable[[Path], None]:
     return change
 
 
+def failing_job(chart: Path) -> None:
+    """A chart change: a Job whose pod kwok fails. Helm's --wait does not wait for Jobs, so only
+    the health gate sees it."""
+    key, value = FAIL_LABEL
+    (chart / "templates" / "adplatform-failing-check.yaml").write_text(
+        f"""apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {{{{ .Release.Name }}}}-failing-check
+  namespace: {{{{ .Release.Namespace }}}}
+spec:
+  backoffLimit: 0
+  template:
+    metadata:
+      labels:
+        {key}: {value}
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: check
+          image: busybox:1.37
+          command: ["false"]
+"""
+    )
+
+
 @pytest.fixture(scope="session")
 def chart_mirror(stack_settings: Settings) -> ChartMirror:
     """The session's chart mirror (ADP_HELM_CHART_MIRROR of the stack): every real upstream
@@ -218,11 +291,14 @@ def chart_mirror(stack_settings: Settings) -> ChartMirror:
         link = mirror / archive.name
         if not link.exists():
             link.symlink_to(archive)
-    versions = ChartMirror(mirror, "0.3.7", "v1.19.2")
+    broken = mirror.parent / f"{mirror.name}-broken"
+    versions = ChartMirror(mirror, "0.3.7", "v1.19.2", "v1.19.3", broken / "cilium-1.18.4.tgz")
     controller = crash_loop("deployment.yaml", "        {{- with .Values.podLabels }}")
     builds = [
         ("clickhouse-0.3.6.tgz", versions.clickhouse_next, mirror, lambda _: None),
         ("cert-manager-v1.19.1.tgz", versions.cert_manager_crash_loop, mirror, controller),
+        ("cert-manager-v1.19.1.tgz", versions.cert_manager_failing_job, mirror, failing_job),
+        ("cilium-1.18.4.tgz", "1.18.4", broken, failing_job),
     ]
     for source, version, into, change in builds:
         if not (into / f"{source.rsplit('-', 1)[0]}-{version}.tgz").exists():

@@ -1,10 +1,12 @@
-"""Ansible over SSH against a real sshd on loopback: syntax, a real node-preparation run that a
-second run leaves unchanged, and the SSHHook/SSHOperator path the DAGs use."""
+"""Ansible over SSH against a real sshd on loopback, in namespaces of its own over an overlay root:
+syntax, a real node-preparation run that a second run leaves unchanged and that leaves this machine
+unchanged, and the SSHHook/SSHOperator path the DAGs use."""
 
 from __future__ import annotations
 
 import base64
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -15,9 +17,11 @@ from adplatform.provisioning.nodes import (
     Access,
     HostKeyChanged,
     run_playbook,
+    ssh_hook,
     wait_for_ssh,
     write_inventory,
 )
+from adplatform.settings import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -73,14 +77,54 @@ def test_the_sshoperator_runs_a_command_on_the_node(target):
     assert base64.b64decode(output).decode().strip() == "root"
 
 
-def test_node_preparation_is_applied_then_idempotent(target):
-    _node, _access, inventory = target
+def managed_paths() -> list[Path]:
+    """The files and directories the node_tuning role writes, read from the role."""
+    role = REPO_ROOT / "infra" / "ansible" / "roles" / "node_tuning"
+    sysctl_file = yaml.safe_load((role / "defaults" / "main.yml").read_text())["node_sysctl_file"]
+    paths = []
+    for task in yaml.safe_load((role / "tasks" / "main.yml").read_text()):
+        for module, key in (("ansible.builtin.copy", "dest"), ("ansible.builtin.file", "path")):
+            if module in task:
+                paths.append(task[module][key].replace("{{ node_sysctl_file }}", sysctl_file))
+    return [Path(path) for path in paths]
+
+
+def machine_state() -> dict[str, str | None]:
+    """What node preparation would change on this machine: the role's files, every kernel
+    setting it applies, transparent huge pages, and sshd's privilege-separation directory."""
+    defaults = REPO_ROOT / "infra" / "ansible" / "roles" / "node_tuning" / "defaults" / "main.yml"
+    settings = [*yaml.safe_load(defaults.read_text())["node_sysctl"], "vm.nr_hugepages"]
+    paths = [
+        *managed_paths(),
+        *(Path("/proc/sys", *key.split(".")) for key in settings),
+        Path("/sys/kernel/mm/transparent_hugepage/enabled"),
+        Path("/run/sshd"),
+    ]
+    return {
+        str(path): path.read_text() if path.is_file() else ("dir" if path.is_dir() else None)
+        for path in paths
+    }
+
+
+def test_node_preparation_is_applied_then_idempotent(sshd, target):
+    node, access, inventory = target
+    before = machine_state()
     first = run_playbook("node_prepare.yml", inventory, check=False)
     second = run_playbook("node_prepare.yml", inventory, check=False)
     assert first.failed == {"node-1": 0}
+    assert first.changed["node-1"] > 0
     assert second.changed == {"node-1": 0}, second.messages
     # This machine has no cpufreq: the play says so instead of failing.
     assert any("CPU governor" in message for message in second.messages)
+    # The node's files landed in its overlay, its network settings in its network namespace;
+    # the kernel-wide ones it could not take are reported, not failed.
+    for path in managed_paths():
+        assert (sshd.changes / path.relative_to("/")).exists(), path
+    with ssh_hook(node, access).get_conn() as client:
+        _, stdout, _ = client.exec_command("hostname; sysctl -n net.core.somaxconn")
+        assert stdout.read().decode().split() == ["node-1", "65535"]
+    assert any("read-only vm.swappiness" in message for message in second.messages)
+    assert machine_state() == before
 
 
 def test_the_inventory_logs_each_node_in_as_its_image_expects(tmp_path):

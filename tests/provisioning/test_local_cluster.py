@@ -18,6 +18,7 @@ from adplatform.provisioning import flow
 from adplatform.provisioning.cluster import LocalCluster
 from adplatform.provisioning.commands import ToolError
 from adplatform.provisioning.manifest import ManifestError, load_manifest
+from adplatform.provisioning.releases import deploy
 from adplatform.provisioning.upgrade import BACKUP_CLAIM, backup_job, run_backup
 from adplatform.settings import Settings, get_settings, load_settings
 from tests.conftest import free_port
@@ -42,10 +43,14 @@ def use(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
 
 
 def test_a_backup_job_runs_on_the_cluster_and_writes_to_a_bound_volume(
-    local_cluster: LocalCluster, stack_settings, configured, monkeypatch
+    local_cluster: LocalCluster, stack_settings, chart_mirror: ChartMirror, configured, monkeypatch
 ):
     use(monkeypatch, stack_settings)
-    component = load_manifest(with_values=False).component("postgresql")
+    manifest = load_manifest(with_values=False)
+    # The volume comes from the default StorageClass, local-path on `local`: its release first.
+    storage = deploy(stack_settings, manifest, "local", "local-path-provisioner", dry_run=False)
+    assert storage.action in ("install", "unchanged"), storage.error
+    component = manifest.component("postgresql")
     assert component.backup is not None
     # What the release and Vault provide before an upgrade: the namespace and the credentials.
     local_cluster.kubectl("create", "namespace", component.namespace)
@@ -55,10 +60,16 @@ def test_a_backup_job_runs_on_the_cluster_and_writes_to_a_bound_volume(
     )  # fmt: skip
     job = backup_job(component, "local", "20261202t0500")
 
+    succeeded = f"backup job postgresql/{job['metadata']['name']} succeeded"
     outcome = run_backup(stack_settings, "local", job, timeout=300)
-    assert outcome.startswith(f"backup job postgresql/{job['metadata']['name']} succeeded")
-    # A retried task finds the Job it created, and the volume it wrote to.
-    assert run_backup(stack_settings, "local", job, timeout=300) == outcome
+    # local-path binds the claim for the Job's pod (WaitForFirstConsumer), after the first look.
+    assert (
+        outcome
+        == f"{succeeded} (volume postgresql/{BACKUP_CLAIM} (local-path: bound for the Job's pod))"
+    )
+    # A retried task finds the Job it created, and the volume it wrote to, bound by then.
+    again = run_backup(stack_settings, "local", job, timeout=300)
+    assert again.startswith(f"{succeeded} (volume postgresql/{BACKUP_CLAIM} bound to pvc-")
     claim = json.loads(
         local_cluster.kubectl(
             "-n", component.namespace, "get", "pvc", BACKUP_CLAIM, "-o", "json"

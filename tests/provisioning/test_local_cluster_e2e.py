@@ -2,9 +2,12 @@
 platform-admin triggers, platform-approver approves), against the local Kubernetes cluster (real
 control plane, kwok nodes) started once per session, with real upstream charts from the mirror.
 
-The tests run in file order and build on each other: install, re-run with no change, an upgrade
-whose `helm upgrade --wait` fails rolled back, then drift. The subset of charts keeps the run
-short: cert-manager and what it depends on (Cilium).
+The tests run in file order and build on each other: install, re-run with no change, two failed
+upgrades rolled back (once `helm upgrade --wait` fails, once the health gate after it), drift,
+then a provision run whose wave fails its gate and is rolled back while the later waves never
+start, then the default StorageClass from its own wave. The subset of charts keeps the run short:
+cert-manager and what it depends on (Cilium), cluster-issuers (never installed: its wave never
+starts) and local-path-provisioner.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from adplatform.provisioning.cluster import LocalCluster
+from adplatform.provisioning.commands import ToolError
 from adplatform.provisioning.manifest import load_manifest
 from adplatform.settings import Settings
 from tests.provisioning.conftest import DRIFT, PROVISION, UPGRADE, ChartMirror
@@ -182,6 +186,30 @@ def test_an_upgrade_whose_helm_wait_fails_is_rolled_back(
     assert history[-1]["chart"] == "cert-manager-v1.19.1"
 
 
+def test_an_upgrade_that_fails_its_health_gate_afterwards_is_rolled_back(
+    cluster, platform_admin, platform_approver, chart_mirror, stack_settings
+):
+    """helm is satisfied (it does not wait for Jobs), but a Job of the new release fails: the
+    gate sees it and the release goes back to the revision before the upgrade."""
+    run_id = upgrade(platform_admin, platform_approver, chart_mirror.cert_manager_failing_job)
+
+    assert platform_admin.run(UPGRADE, run_id)["state"] == "failed"
+    assert platform_admin.xcom(UPGRADE, run_id, "upgrade")["error"] == ""
+    gate = platform_admin.xcom(UPGRADE, run_id, "health_gate")
+    assert gate["healthy"] is False and gate["checked"] is True
+    failed_job = "Job cert-manager/cert-manager-failing-check: failed: BackoffLimitExceeded"
+    assert failed_job in gate["details"], gate
+    [entry] = recorded(stack_settings, run_id)
+    assert entry["outcome"] == "rolled back" and failed_job in entry["reason"]
+    assert (entry["previous_revision"], entry["failed_revision"]) == (3, 4)
+    history = helm_history(cluster, stack_settings, "cert-manager")
+    assert [h["status"] for h in history[-2:]] == ["superseded", "deployed"]
+    assert history[-2]["chart"] == f"cert-manager-{chart_mirror.cert_manager_failing_job}"
+    assert history[-1]["description"] == "Rollback to 3"
+    assert history[-1]["chart"] == "cert-manager-v1.19.1"
+    assert cluster.kubectl("-n", "cert-manager", "get", "job/cert-manager-failing-check").returncode
+
+
 def test_drift_names_a_patched_object_and_a_release_upgraded_outside_airflow(
     cluster, platform_admin, stack_settings
 ):
@@ -216,3 +244,109 @@ def test_drift_names_a_patched_object_and_a_release_upgraded_outside_airflow(
     outside = [d["drift"] for d in report["releases"] if d["component"] == "cilium"]
     assert any("revision 2 was made outside Airflow" in d for d in outside), outside
     assert not any("cert-manager-cainjector" in d["drift"] for d in report["releases"])
+
+
+def test_a_failed_wave_is_rolled_back_and_later_waves_do_not_start(
+    cluster, platform_admin, platform_approver, chart_mirror, stack_settings
+):
+    """cilium's last revision was made outside Airflow (the drift test), so provisioning applies
+    it again, from a mirror that now serves a bad build of the pinned chart: helm --wait passes,
+    a Job of the release fails, the gate rolls cilium back to the revision before the run, and
+    the later waves (cert-manager's, then cluster-issuers') never start."""
+    components = ["cluster-issuers"]
+    waves = load_manifest(with_values=False).waves(components)
+    cilium = load_manifest(with_values=False).component("cilium")
+    served = chart_mirror.path / f"cilium-{cilium.version}.tgz"
+    real = served.readlink()
+    served.unlink()
+    served.symlink_to(chart_mirror.broken_cilium)
+    try:
+        run_id = provision(platform_admin, platform_approver, components)
+    finally:
+        served.unlink()
+        served.symlink_to(real)
+
+    assert platform_admin.run(PROVISION, run_id)["state"] == "failed"
+    states = platform_admin.task_states(PROVISION, run_id)
+    failed = next(number for number, wave in enumerate(waves) if "cilium" in wave)
+    assert states[f"wave_{failed}.deploy"] == "success", states
+    assert states[f"wave_{failed}.health_gate"] == "failed", states
+    later = {
+        task: state
+        for task, state in states.items()
+        if task.startswith("wave_") and int(task[5:].split(".")[0]) > failed
+    }
+    assert later and set(later.values()) == {"upstream_failed"}, states
+    [entry] = recorded(stack_settings, run_id)
+    assert (entry["component"], entry["outcome"]) == ("cilium", "rolled back")
+    assert (entry["previous_revision"], entry["failed_revision"]) == (2, 3)
+    assert entry["reason"].startswith("health gate failed: ")
+    assert "Job kube-system/cilium-failing-check: failed" in entry["reason"], entry["reason"]
+    history = helm_history(cluster, stack_settings, "cilium")
+    assert history[-1]["description"] == "Rollback to 2" and history[-1]["status"] == "deployed"
+    with pytest.raises(ToolError, match="not found"):  # never installed
+        helm_history(cluster, stack_settings, "cluster-issuers")
+
+
+def test_local_path_is_the_only_default_storage_class_and_its_claims_bind(
+    cluster, platform_admin, platform_approver
+):
+    """The local environment's default StorageClass is made by the provisioning flow (the
+    local-path-provisioner component), not assumed by the values that name it, and it is the only
+    default: a claim that names no class gets it and binds for the pod that uses it."""
+    run_id = provision(platform_admin, platform_approver, ["local-path-provisioner"])
+
+    states = platform_admin.task_states(PROVISION, run_id)
+    assert platform_admin.run(PROVISION, run_id)["state"] == "success", states
+    classes = kubectl_json(cluster, "get", "storageclass")["items"]
+    defaults = [
+        c["metadata"]["name"]
+        for c in classes
+        if (c["metadata"].get("annotations") or {}).get(
+            "storageclass.kubernetes.io/is-default-class"
+        )
+        == "true"
+    ]
+    assert defaults == ["local-path"], defaults
+    local_path = next(c for c in classes if c["metadata"]["name"] == "local-path")
+    assert local_path["provisioner"] == "cluster.local/local-path-provisioner"  # the chart's
+    assert local_path["volumeBindingMode"] == "WaitForFirstConsumer"
+
+    claim_and_pod = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "default-class-check", "namespace": "default"},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "default-class-check", "namespace": "default"},
+                "spec": {
+                    "containers": [{"name": "check", "image": "busybox:1.37"}],
+                    "volumes": [
+                        {
+                            "name": "data",
+                            "persistentVolumeClaim": {"claimName": "default-class-check"},
+                        }
+                    ],
+                },
+            },
+        ],
+    }
+    created = cluster.kubectl("apply", "-f", "-", stdin=json.dumps(claim_and_pod))
+    assert created.returncode == 0, created.stderr
+    waited = cluster.kubectl(
+        "-n", "default", "wait", "pvc/default-class-check",
+        "--for=jsonpath={.status.phase}=Bound", "--timeout=90s",
+    )  # fmt: skip
+    claim = kubectl_json(cluster, "-n", "default", "get", "pvc", "default-class-check")
+    assert waited.returncode == 0, claim
+    assert claim["spec"]["storageClassName"] == "local-path"

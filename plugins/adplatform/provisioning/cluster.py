@@ -3,7 +3,8 @@
 etcd, kube-apiserver, kube-controller-manager and kube-scheduler (built by `make tools` from the
 Go module proxy) run as processes under ``<data_root>/cluster``; kwok simulates the nodes and the
 pod lifecycle (pods are scheduled, become Running and Ready, Jobs complete, claims of the
-``kwok-volume`` class bind), so no container ever runs. Everything else is the real thing: API,
+default ``local-path`` class bind for their first pod, as local-path-provisioner binds them), so
+no container ever runs. Everything else is the real thing: API,
 admission, RBAC, controllers, scheduling, CRDs, Helm's three-way merge and hooks.
 
 The admin kubeconfig is written where the ``kubernetes_local`` connection reads it
@@ -42,9 +43,10 @@ NODES = {
     "local-agent-2": {"adplatform.io/pool": "agent"},
 }
 NODE_CAPACITY = {"cpu": "16", "memory": "64Gi", "pods": "110", "ephemeral-storage": "200Gi"}
-# The label the failure tests set on a release's pods: the project's kwok stage keeps them in
-# CrashLoopBackOff.
+# Labels the failure tests set on a release's pods, for the project's kwok stages
+# (infra/local/kwok/): the first keeps them in CrashLoopBackOff, the second fails them (exit 1).
 CRASH_LOOP_LABEL = ("adplatform.io/simulate", "crash-loop")
+FAIL_LABEL = ("adplatform.io/simulate", "fail")
 
 
 @dataclass(frozen=True)
@@ -347,14 +349,13 @@ class LocalCluster:
             }
             for name, labels in NODES.items()
         ]
-        # The default StorageClass: kwok binds its claims, so backup Jobs get a real volume object.
+        # kwok's own class (its stage binds claims that name it at once). Not the default: that
+        # is local-path, from the local-path-provisioner component, as on a K3s environment;
+        # applying it without the annotation takes the default away from clusters made before.
         storage_class: dict[str, object] = {
             "apiVersion": "storage.k8s.io/v1",
             "kind": "StorageClass",
-            "metadata": {
-                "name": "kwok-volume",
-                "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
-            },
+            "metadata": {"name": "kwok-volume"},
             "provisioner": "kwok.x-k8s.io/volume",
             "volumeBindingMode": "Immediate",
             "reclaimPolicy": "Delete",

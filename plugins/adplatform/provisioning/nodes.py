@@ -21,10 +21,11 @@ from adplatform.provisioning.infrastructure import Node
 from adplatform.settings import Settings
 
 # The default callback's recap ("host : ok=5 changed=0 unreachable=0 failed=0 ...") and the
-# role's "not applicable here" reports.
+# role's "not applicable here" reports: a YAML scalar, which a long one continues on lines
+# indented below its key.
 _RECAP = re.compile(r"^(\S+)\s+:\s+(ok=.*)$", re.MULTILINE)
 _COUNTER = re.compile(r"(\w+)=(\d+)")
-_REPORTED = re.compile(r"msg:\s*['\"]?(not applicable here:.*?)['\"]?\s*$", re.MULTILINE)
+_REPORTED = re.compile(r"^( *)msg: (['\"]?not applicable here:.*(?:\n\1 +\S.*)*)", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,10 @@ def run_playbook(
         host: {key: int(value) for key, value in _COUNTER.findall(counters)}
         for host, counters in _RECAP.findall(result.stdout)
     }
-    messages = [" ".join(line.split()) for line in _REPORTED.findall(result.stdout)]
+    messages = [
+        " ".join(yaml.safe_load(f"msg: {scalar}")["msg"].split())
+        for _, scalar in _REPORTED.findall(result.stdout)
+    ]
     run = PlaybookRun(
         playbook,
         check,
