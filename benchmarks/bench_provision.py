@@ -22,7 +22,7 @@ from adplatform.provisioning.cluster import LocalCluster
 from adplatform.provisioning.commands import Command, helm_upgrade
 from adplatform.provisioning.manifest import load_manifest
 from adplatform.provisioning.releases import helm_env, wait_seconds
-from adplatform.settings import REPO_ROOT, load_settings
+from adplatform.settings import REPO_ROOT, get_settings, load_settings
 from benchmarks.harness import Context, Result, timed
 
 DAG = "platform_provision"
@@ -39,6 +39,11 @@ def run(ctx: Context) -> list[Result]:
         cluster_api_port=free_port(6),
         helm_chart_mirror=mirror,
     )
+    # The bare loop's helm commands read the chart mirror from the process's settings, as the
+    # DAGs' tasks do from the stack's; the benchmarks after this one get the environment back.
+    saved = dict(os.environ)
+    os.environ.update(settings.environment())
+    get_settings.cache_clear()
     selected = os.environ.get("ADPLATFORM_BENCH_COMPONENTS", DEFAULT_COMPONENTS).split(",")
     manifest = load_manifest(with_values=False)
     waves = manifest.waves(selected)
@@ -56,10 +61,7 @@ def run(ctx: Context) -> list[Result]:
             for name in names:
                 component = manifest.component(name)
                 command = helm_upgrade(
-                    component,
-                    "local",
-                    mirror=mirror,
-                    wait_seconds=wait_seconds(settings, component),
+                    component, "local", wait_seconds=wait_seconds(settings, component)
                 )
                 Command(command.argv, env=helm_env(settings, "local")).run()
 
@@ -89,6 +91,9 @@ def run(ctx: Context) -> list[Result]:
     finally:
         stack.down()
         cluster.down()
+        os.environ.clear()
+        os.environ.update(saved)
+        get_settings.cache_clear()
     details = {"components": names, "waves": len(waves), "load": os.getloadavg()}
     return [
         Result(
