@@ -108,10 +108,10 @@ if ! built kwok "$KWOK_VERSION"; then
   echo "building kwok $KWOK_VERSION"
   src="$(module_dir "sigs.k8s.io/kwok@v$KWOK_VERSION")"
   (cd "$src" && go build -ldflags "-s -w" -o "$bin/kwok" ./cmd/kwok)
-  # Nodes Ready with heartbeats, pods Running/Ready/Completed, PVCs of class kwok-volume bound,
-  # and the chaos stage that fails the pods labelled for it (the failure tests use it).
+  # Nodes Ready with heartbeats, pods Running/Ready/Completed, PVCs of class kwok-volume bound.
+  # The failures the tests need are the project's own stages (infra/local/kwok/).
   rm -rf "$tools/kwok-stages" && mkdir -p "$tools/kwok-stages"
-  for stage in node/fast node/heartbeat pod/fast pod/chaos volume/fast; do
+  for stage in node/fast node/heartbeat pod/fast volume/fast; do
     grep -l '^kind: Stage$' "$src/kustomize/stage/$stage"/*.yaml | xargs cp -t "$tools/kwok-stages/"
   done
   mark kwok "$KWOK_VERSION"
