@@ -39,8 +39,8 @@ status: ## Show the health of each local service
 demo: up ## Run the main job: the whole lakehouse on local defaults
 	$(BIN)/adplatform demo
 
-test: tools ## Run the whole test suite (starts the services it needs)
-	$(BIN)/pytest
+test: setup ## Run the whole test suite (starts the services it needs; builds the tools meanwhile)
+	$(BIN)/pytest --durations=25
 
 bench: setup ## Run every benchmark; results in benchmarks/results/
 	$(BIN)/python -m benchmarks

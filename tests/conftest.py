@@ -226,3 +226,56 @@ def run_dag(dag_id: str, conf: dict[str, Any] | None = None, **kwargs: Any) -> A
     bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / f"{dag_id}.py"), safe_mode=False)
     assert not bag.import_errors, bag.import_errors
     return bag.dags[dag_id].test(run_conf=conf, **kwargs)
+
+
+# The provisioning tools (`make tools`: OpenTofu, Helm, kubectl, a Kubernetes control plane, kwok)
+# take about a quarter of an hour to compile on a fresh 2-core machine. Rather than make the
+# whole suite wait, the build runs in the background (niced, so the tests keep the CPU they
+# need) while the tests that do not need it run; those that do are collected last and wait.
+TOOLS_BUILD = pytest.StashKey[subprocess.Popen[bytes]]()
+BUILD_TOOLS = REPO_ROOT / "infra" / "tools" / "build-tools.sh"
+TOOLS_LOG = REPO_ROOT / ".tools" / "build.log"
+NEEDS_TOOLS = "tests/provisioning/"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    TOOLS_LOG.parent.mkdir(exist_ok=True)
+    # One build at a time in this checkout: two sessions would write the same binaries.
+    build = ["flock", str(TOOLS_LOG.with_suffix(".lock")), "nice", "-n", "15", str(BUILD_TOOLS)]
+    with TOOLS_LOG.open("wb") as log:
+        session.config.stash[TOOLS_BUILD] = subprocess.Popen(
+            build,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    build = session.config.stash.get(TOOLS_BUILD, None)
+    if build is not None and build.poll() is None:
+        build.terminate()
+        build.wait()
+
+
+def needs_tools(item: pytest.Item) -> bool:
+    return item.nodeid.startswith(NEEDS_TOOLS)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=needs_tools)  # stable: file order within each group
+
+
+@pytest.fixture(scope="session")
+def provisioning_tools(pytestconfig: pytest.Config) -> Path:
+    """The provisioning tools, once the background build has finished (fails with its log)."""
+    build = pytestconfig.stash[TOOLS_BUILD]
+    if build.wait() != 0:
+        tail = TOOLS_LOG.read_text(errors="replace")[-3000:]
+        pytest.fail(f"building the provisioning tools failed (see {TOOLS_LOG}):\n{tail}")
+    return REPO_ROOT / ".tools" / "bin"
+
+
+@pytest.fixture(autouse=True)
+def _tools_for_those_that_need_them(request: pytest.FixtureRequest) -> None:
+    if needs_tools(request.node):
+        request.getfixturevalue("provisioning_tools")
