@@ -15,6 +15,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from adplatform.connections import kafka_client_config
 from adplatform.settings import SettingsError, get_settings
 
 console = Console()
@@ -337,7 +338,9 @@ def ingest_run(
         )
 
     with progress:
-        metrics = IngestWorker(settings, options, on_progress=show).run()
+        metrics = IngestWorker(
+            settings, options, kafka_client_config(settings), on_progress=show
+        ).run()
     if as_json:
         click.echo(json.dumps(metrics.as_dict()))
         return
@@ -361,7 +364,9 @@ def ingest_status(group_id: str | None, as_json: bool) -> None:
 
     settings = get_settings()
     with console.status("reading the commit log and the topic..."):
-        rows = partition_status(settings, group_id or settings.ingest_group_id)
+        rows = partition_status(
+            settings, group_id or settings.ingest_group_id, kafka_client_config(settings)
+        )
     if as_json:
         click.echo(json.dumps([row.as_dict() for row in rows]))
         return
@@ -440,7 +445,12 @@ def ingest_replay(partition: int, from_offset: int | None, from_time: str | None
             progress.update(task, total=total, advance=1)
 
         result = replay_partition(
-            settings, partition, from_offset=from_offset, from_time=when, on_range=advance
+            settings,
+            partition,
+            from_offset=from_offset,
+            from_time=when,
+            client_config=kafka_client_config(settings),
+            on_range=advance,
         )
     if not result.ranges:
         console.print(
@@ -600,11 +610,11 @@ def clickhouse() -> None:
 @clickhouse.command("migrate")
 def clickhouse_migrate() -> None:
     """Apply the pending schema migrations, in order (safe to repeat)."""
-    from adplatform.clickhouse.client import redact, settings_client
+    from adplatform.clickhouse.client import clickhouse_client, redact
     from adplatform.clickhouse.migrate import migrate
 
     settings = get_settings()
-    with console.status("migrating..."), settings_client(settings) as client:
+    with console.status("migrating..."), clickhouse_client(settings) as client:
         outcomes = migrate(client)
     for migration, outcome in outcomes:
         console.print(f"{migration}: {outcome}")
@@ -614,11 +624,11 @@ def clickhouse_migrate() -> None:
 @clickhouse.command("status")
 def clickhouse_status() -> None:
     """Show each migration's state and the published days; exit 1 if the schema is not current."""
-    from adplatform.clickhouse.client import settings_client
+    from adplatform.clickhouse.client import clickhouse_client
     from adplatform.clickhouse.migrate import discover_migrations, schema_state
     from adplatform.clickhouse.publish import published_days
 
-    with settings_client(get_settings()) as client:
+    with clickhouse_client(get_settings()) as client:
         state = schema_state(client)
         days = published_days(client) if state.current else []
     migrations = Table("migration", "state", title="schema migrations")
@@ -659,7 +669,7 @@ def clickhouse_query(sql: str, params: tuple[str, ...], as_csv: bool) -> None:
     """
     import csv
 
-    from adplatform.clickhouse.client import read_only_query, settings_client
+    from adplatform.clickhouse.client import clickhouse_client, read_only_query
 
     bound = {}
     for param in params:
@@ -667,7 +677,7 @@ def clickhouse_query(sql: str, params: tuple[str, ...], as_csv: bool) -> None:
         if not separator or not name.isidentifier():
             raise click.BadParameter(f"{param!r}: use NAME=VALUE", param_hint="--param")
         bound[name] = value
-    with settings_client(get_settings()) as client:
+    with clickhouse_client(get_settings()) as client:
         result = read_only_query(client, sql, bound)
     if as_csv:
         writer = csv.writer(sys.stdout)
@@ -691,11 +701,11 @@ def clickhouse_query(sql: str, params: tuple[str, ...], as_csv: bool) -> None:
 )
 def clickhouse_publish(dates: tuple[datetime, ...]) -> None:
     """Publish the reference dimensions and the changed Gold days (idempotent)."""
-    from adplatform.clickhouse.client import settings_client
+    from adplatform.clickhouse.client import clickhouse_client
     from adplatform.clickhouse.publish import publish_dimensions, publish_facts
 
     settings = get_settings()
-    with settings_client(settings) as client:
+    with clickhouse_client(settings) as client:
         with console.status("publishing dimensions..."):
             dimensions = publish_dimensions(client, settings)
         console.print(", ".join(f"dim_{name}: {rows:,}" for name, rows in dimensions.items()))
@@ -733,10 +743,10 @@ def report_list() -> None:
 @report.command("campaigns")
 def report_campaigns() -> None:
     """List the campaign ids a report can be limited to."""
-    from adplatform.clickhouse.client import settings_client
+    from adplatform.clickhouse.client import clickhouse_client
     from adplatform.reporting.reports import campaigns
 
-    with settings_client(get_settings()) as client:
+    with clickhouse_client(get_settings()) as client:
         rows = campaigns(client)
     table = Table("campaign id", "name")
     for campaign_id, name in rows:
@@ -768,7 +778,7 @@ def report_render(
     """Render report NAMES (default: all; see `report list`) as CSV, charts and HTML."""
     from rich.progress import Progress
 
-    from adplatform.clickhouse.client import settings_client
+    from adplatform.clickhouse.client import clickhouse_client
     from adplatform.reporting.render import render_report, write_index
     from adplatform.reporting.reports import (
         REPORTS,
@@ -790,7 +800,7 @@ def report_render(
     settings = get_settings()
     out_dir = (out or settings.reports_dir) / request.slug
     frames = {}
-    with settings_client(settings) as client:
+    with clickhouse_client(settings) as client:
         check_request(client, request, settings)
         with Progress(console=console, transient=True) as progress:
             querying = progress.add_task("querying", total=len(chosen))

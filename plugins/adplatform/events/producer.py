@@ -147,7 +147,8 @@ def produce_traffic(
     if remaining or failures:
         raise DeliveryFailed(
             f"{remaining + len(failures)} of {summary.messages} messages were not delivered to "
-            f"{topic} at {settings.kafka_bootstrap}: {failures[:1] or 'flush timed out'}"
+            f"{topic} at {producer_config(settings)['bootstrap.servers']}: "
+            f"{failures[:1] or 'flush timed out'}"
         )
     if ledger is not None and ledger_path is not None:
         ledger.write(ledger_path)
