@@ -65,7 +65,7 @@ def test_a_task_reads_the_connection_not_the_settings(production, monkeypatch):
 def test_a_connection_missing_what_its_service_needs_is_refused_by_name(production, monkeypatch):
     kafka = production.connections()[KAFKA]
     monkeypatch.setenv("AIRFLOW_CONN_KAFKA_DEFAULT", replace(kafka, extra={}).to_json())
-    with pytest.raises(ConnectionConfigError, match="'kafka_default' has no 'bootstrap.servers'"):
+    with pytest.raises(ConnectionConfigError, match=r"'kafka_default' has no 'bootstrap\.servers'"):
         kafka_client_config("kafka_default")
     named = replace(kafka, extra=kafka.extra | {"oauth_cb": "some.module.token"})
     monkeypatch.setenv("AIRFLOW_CONN_KAFKA_DEFAULT", named.to_json())
