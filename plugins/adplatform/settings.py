@@ -26,7 +26,8 @@ ENV_PREFIX = "ADP_"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The environments of infra/platform.yaml (its loader checks that the two agree).
 PLATFORM_ENVIRONMENTS = ("local", "staging", "production")
-# Under the lake root, the ingest commit logs; the leading '_' keeps them out of every table scan.
+# Under the lake root, the ingest commit logs (adplatform.ingest.commitlog); the leading '_'
+# keeps them out of every table scan.
 INGEST_DIR = "_ingest"
 
 
@@ -205,11 +206,6 @@ class Settings(BaseSettings):
         return self.data_root / "lake"
 
     @property
-    def ingest_dir(self) -> Path:
-        """The ingest commit logs, one directory per topic and partition."""
-        return self.lake_root / INGEST_DIR
-
-    @property
     def reference_dir(self) -> Path:
         """Reference (dimension) tables, one Parquet file each."""
         return self.lake_root / "reference"
@@ -289,7 +285,8 @@ class Settings(BaseSettings):
         return f"http://127.0.0.1:{self.jupyterhub_port}"
 
     def kafka_client_config(self) -> dict[str, str | int | float | bool]:
-        """librdkafka settings shared by every producer, consumer and admin client."""
+        """The librdkafka settings of the ``kafka_default`` connection this configuration
+        renders; clients get them through ``adplatform.connections.kafka_client_config``."""
         config: dict[str, str | int | float | bool] = {
             "bootstrap.servers": self.kafka_bootstrap,
             "security.protocol": self.kafka_security_protocol,
