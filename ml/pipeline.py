@@ -314,17 +314,20 @@ def run_all(
     end: date | None = None,
     lookback_days: int | None = None,
     params: TrainingParams | None = None,
+    *,
+    tracking_uri: str | None = None,
 ) -> dict[str, Any]:
     """Every step in order, as the DAG runs them; for the CLI, the benchmark and notebooks."""
+    uri = tracking_uri
     try:
         built = build_features(settings, work, end, lookback_days)
-        trained = train(settings, work, built, params)
-        evaluated = evaluate(settings, work, trained)
-        decision = gate(settings, trained, evaluated)
+        trained = train(settings, work, built, params, tracking_uri=uri)
+        evaluated = evaluate(settings, work, trained, tracking_uri=uri)
+        decision = gate(settings, trained, evaluated, tracking_uri=uri)
         summary: dict[str, Any] = trained | decision | {"metrics": evaluated["metrics"]}
         if decision["promote"]:
-            promote(settings, trained)
-            summary["pushed"] = push(settings, trained["model_version"])
+            promote(settings, trained, tracking_uri=uri)
+            summary["pushed"] = push(settings, trained["model_version"], tracking_uri=uri)
             verify(settings, work, summary["pushed"])
         return summary
     finally:

@@ -70,10 +70,14 @@ def check_reachable(kafka: Source, timeout: float = 10.0) -> None:
         raise BrokerUnreachable(f"Kafka at {bootstrap} reports no brokers")
 
 
-def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
-    """Create the platform's topics that do not exist yet; returns the names created."""
-    admin = admin_client(settings)
-    check_reachable(settings)
+def ensure_topics(
+    settings: Settings, kafka: Source | None = None, timeout: float = 30.0
+) -> list[str]:
+    """Create the platform's topics that do not exist yet; returns the names created. The
+    broker: ``kafka`` (a conn_id in Airflow), or the settings'."""
+    kafka = kafka or settings
+    admin = admin_client(kafka)
+    check_reachable(kafka)
     existing = set(admin.list_topics(timeout=timeout).topics)
     missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
     if not missing:
