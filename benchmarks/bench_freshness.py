@@ -281,10 +281,10 @@ def poll_forever(settings: Settings) -> None:
     """The poller's body: one JSON line per poll until stdin closes."""
     import select
 
-    from adplatform.clickhouse.client import settings_client
+    from adplatform.clickhouse.client import clickhouse_client
 
     while True:
-        with settings_client(settings) as client:
+        with clickhouse_client(settings) as client:
             counted = int(client.query(COUNTED_SQL).result_rows[0][0] or 0)
         print(json.dumps({"t": time.time(), "counted": counted}), flush=True)
         readable, _, _ = select.select([sys.stdin], [], [], POLL_SECONDS)

@@ -28,6 +28,7 @@ from confluent_kafka import Consumer
 from confluent_kafka.admin import NewTopic
 
 from adplatform.broker import admin_client
+from adplatform.connections import kafka_client_config
 from adplatform.events.catalog import build_catalog
 from adplatform.events.generator import TrafficConfig, TrafficSimulator
 from adplatform.settings import Settings, get_settings
@@ -152,7 +153,7 @@ def _ingest(settings: Settings) -> dict[str, Any]:
     from adplatform.ingest.worker import IngestOptions, IngestWorker
 
     options = IngestOptions.from_settings(settings, until_caught_up=True)
-    metrics = IngestWorker(settings, options).run().as_dict()
+    metrics = IngestWorker(settings, options, kafka_client_config(settings)).run().as_dict()
     return metrics
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from adplatform.clickhouse.client import settings_client
+from adplatform.clickhouse.client import clickhouse_client
 from adplatform.clickhouse.migrate import migrate
 from adplatform.clickhouse.publish import (
     FACT_COLUMNS,
@@ -161,7 +161,7 @@ def run(ctx: Context) -> list[Result]:
     )
     generate_seconds += time.perf_counter()
     results = []
-    with settings_client(settings) as client:
+    with clickhouse_client(settings) as client:
         migrate(client)
         publish_dimensions(client, settings)
         # The reference first, then dropped: its background merges must not slow the publish.

@@ -10,8 +10,8 @@ traffic a run never waits for it) or reached `max_events` / `max_seconds`. The B
 quarantine Assets are emitted only when the run wrote rows to them, so Silver runs on new data, not
 on every tick.
 
-Kafka settings come from the `kafka_default` connection (its extra is the librdkafka config,
-read through the Kafka provider's hook). The metrics (consumed = accepted + quarantined, lag per
+Kafka settings come from the `kafka_default` connection only (its extra is the librdkafka
+config, as the Kafka provider's hooks read it), never from the `ADP_KAFKA_*` settings. The metrics (consumed = accepted + quarantined, lag per
 partition, rate) are the `ingest_micro_batch` XCom.
 
 **Event-driven.** The DAG runs on the `ad_events_topic` Asset, whose watcher in the triggerer

@@ -19,7 +19,8 @@ same from a shell. Emits `ctr_model_champion` when it pushes. Guide: `ml/README.
 - `build_features` failed: the message names the partitions and the problem (none in the
   window, off-contract columns, no clicks / one class). Fix the Gold job upstream and re-run.
 - `train` / `evaluate` failed to reach MLflow: `adplatform stack status` (locally) or the
-  MLflow service; re-running the task is safe.
+  MLflow service, and the `mlflow_default` connection (its host is the tracking URI);
+  re-running the task is safe.
 - The gate skipped the rest: expected when the challenger is not better; read the run's
   `gate.reason` tag in MLflow.
 - `push` refused the bundle or `verify` reported skew: the serving tier kept the last good
@@ -42,6 +43,9 @@ from airflow.sdk import (
 
 from adplatform.assets import CTR_CHAMPION, GOLD_CTR_TRAINING
 from adplatform.orchestration import Owner, Tag, dag_defaults
+
+# The tracking server, as Airflow resolves this connection (never the ADP_* settings).
+MLFLOW = "mlflow_default"
 
 with DAG(
     dag_id="ctr_model_training",
@@ -83,43 +87,51 @@ with DAG(
     def train(built: dict[str, Any]) -> dict[str, str]:
         from pathlib import Path
 
+        from adplatform.connections import mlflow_tracking_uri
         from adplatform.settings import get_settings
         from ml.pipeline import Workspace, train
 
-        return train(get_settings(), Workspace(Path(built["work_dir"])), built)
+        work = Workspace(Path(built["work_dir"]))
+        return train(get_settings(), work, built, tracking_uri=mlflow_tracking_uri(MLFLOW))
 
     @task
     def evaluate(built: dict[str, Any], trained: dict[str, str]) -> dict[str, Any]:
         from pathlib import Path
 
+        from adplatform.connections import mlflow_tracking_uri
         from adplatform.settings import get_settings
         from ml.pipeline import Workspace, evaluate
 
-        return evaluate(get_settings(), Workspace(Path(built["work_dir"])), trained)
+        work = Workspace(Path(built["work_dir"]))
+        return evaluate(get_settings(), work, trained, tracking_uri=mlflow_tracking_uri(MLFLOW))
 
     @task.short_circuit(ignore_downstream_trigger_rules=False)
     def gate(trained: dict[str, str], evaluated: dict[str, Any]) -> bool:
         """Skips promote, push and verify unless the challenger passes."""
+        from adplatform.connections import mlflow_tracking_uri
         from adplatform.settings import get_settings
         from ml.pipeline import gate
 
-        decision = gate(get_settings(), trained, evaluated)
+        uri = mlflow_tracking_uri(MLFLOW)
+        decision = gate(get_settings(), trained, evaluated, tracking_uri=uri)
         print(f"gate: {decision['reason']}")
         return bool(decision["promote"])
 
     @task
     def promote(trained: dict[str, str]) -> str:
+        from adplatform.connections import mlflow_tracking_uri
         from adplatform.settings import get_settings
         from ml.pipeline import promote
 
-        return promote(get_settings(), trained)
+        return promote(get_settings(), trained, tracking_uri=mlflow_tracking_uri(MLFLOW))
 
     @task(outlets=[CTR_CHAMPION])
     def push(model_version: str) -> dict[str, Any]:
+        from adplatform.connections import mlflow_tracking_uri
         from adplatform.settings import get_settings
         from ml.pipeline import push
 
-        return push(get_settings(), model_version)
+        return push(get_settings(), model_version, tracking_uri=mlflow_tracking_uri(MLFLOW))
 
     @task
     def verify(built: dict[str, Any], pushed: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 
 build features → train → evaluate → gate → promote → push → verify. Steps hand each other a
 work folder (features, holdout rows, the model bundle) and small JSON-able dicts (Airflow
-XComs); everything a data scientist needs afterwards is in MLflow.
+XComs); everything a data scientist needs afterwards is in MLflow. The steps that talk to
+MLflow take ``tracking_uri``: an Airflow task passes the one its connection (``mlflow_default``)
+resolves to; without it they use the settings' (the CLI, notebooks).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class Workspace:
     @classmethod
     def for_run(cls, settings: Settings, key: str) -> Workspace:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
-        return cls(settings.data_root / "ml" / "work" / safe)
+        return cls(settings.ml_work_dir / safe)
 
     def bundle_files(self) -> dict[str, bytes]:
         return {name: (self.bundle / name).read_bytes() for name in (MODEL_FILE, SPEC_FILE)}
@@ -94,11 +96,16 @@ def build_features(
 
 
 def train(
-    settings: Settings, work: Workspace, built: dict[str, Any], params: TrainingParams | None = None
+    settings: Settings,
+    work: Workspace,
+    built: dict[str, Any],
+    params: TrainingParams | None = None,
+    *,
+    tracking_uri: str | None = None,
 ) -> dict[str, str]:
     """Train LightGBM and the baseline, log the run, register the model as ``challenger``."""
     params = params or TrainingParams()
-    client = registry.connect(settings)
+    client = registry.connect(settings, tracking_uri)
     mlflow.set_experiment(registry.EXPERIMENT)
     data = built["data_version"]
     partitions = data["partitions"]
@@ -165,9 +172,15 @@ def train(
     return {"run_id": run.info.run_id, "model_version": str(version.version)}
 
 
-def evaluate(settings: Settings, work: Workspace, trained: dict[str, str]) -> dict[str, Any]:
+def evaluate(
+    settings: Settings,
+    work: Workspace,
+    trained: dict[str, str],
+    *,
+    tracking_uri: str | None = None,
+) -> dict[str, Any]:
     """Holdout metrics of the challenger, the champion (same rows), the baseline and the oracle."""
-    client = registry.connect(settings)
+    client = registry.connect(settings, tracking_uri)
     holdout = pd.read_parquet(work.holdout)
     baseline = np.load(work.baseline)
     champion = registry.aliased_version(client, registry.CHAMPION)
@@ -213,9 +226,15 @@ def evaluate(settings: Settings, work: Workspace, trained: dict[str, str]) -> di
     }
 
 
-def gate(settings: Settings, trained: dict[str, str], evaluated: dict[str, Any]) -> dict[str, Any]:
+def gate(
+    settings: Settings,
+    trained: dict[str, str],
+    evaluated: dict[str, Any],
+    *,
+    tracking_uri: str | None = None,
+) -> dict[str, Any]:
     """Decide whether the challenger becomes champion; record the decision and its numbers."""
-    client = registry.connect(settings)
+    client = registry.connect(settings, tracking_uri)
     config = GateConfig(settings.ctr_min_improvement, settings.ctr_max_calibration_deviation)
     metrics = evaluated["metrics"]
     decision = decide(metrics["challenger"], metrics.get("champion"), config)
@@ -232,9 +251,9 @@ def gate(settings: Settings, trained: dict[str, str], evaluated: dict[str, Any])
     return {"promote": decision.promote, "reason": decision.reason}
 
 
-def promote(settings: Settings, trained: dict[str, str]) -> str:
+def promote(settings: Settings, trained: dict[str, str], *, tracking_uri: str | None = None) -> str:
     """Make the challenger the champion (safe to repeat)."""
-    client = registry.connect(settings)
+    client = registry.connect(settings, tracking_uri)
     client.set_registered_model_alias(
         registry.MODEL_NAME, registry.CHAMPION, trained["model_version"]
     )
@@ -244,9 +263,11 @@ def promote(settings: Settings, trained: dict[str, str]) -> str:
     return trained["model_version"]
 
 
-def push(settings: Settings, model_version: str) -> dict[str, Any]:
+def push(
+    settings: Settings, model_version: str, *, tracking_uri: str | None = None
+) -> dict[str, Any]:
     """Publish a registered version's bundle to the serving tier (atomically, idempotently)."""
-    client = registry.connect(settings)
+    client = registry.connect(settings, tracking_uri)
     files = registry.download_bundle(model_version)
     version = client.get_model_version(registry.MODEL_NAME, model_version)
     run = client.get_run(version.run_id) if version.run_id else None
@@ -293,17 +314,20 @@ def run_all(
     end: date | None = None,
     lookback_days: int | None = None,
     params: TrainingParams | None = None,
+    *,
+    tracking_uri: str | None = None,
 ) -> dict[str, Any]:
     """Every step in order, as the DAG runs them; for the CLI, the benchmark and notebooks."""
+    uri = tracking_uri
     try:
         built = build_features(settings, work, end, lookback_days)
-        trained = train(settings, work, built, params)
-        evaluated = evaluate(settings, work, trained)
-        decision = gate(settings, trained, evaluated)
+        trained = train(settings, work, built, params, tracking_uri=uri)
+        evaluated = evaluate(settings, work, trained, tracking_uri=uri)
+        decision = gate(settings, trained, evaluated, tracking_uri=uri)
         summary: dict[str, Any] = trained | decision | {"metrics": evaluated["metrics"]}
         if decision["promote"]:
-            promote(settings, trained)
-            summary["pushed"] = push(settings, trained["model_version"])
+            promote(settings, trained, tracking_uri=uri)
+            summary["pushed"] = push(settings, trained["model_version"], tracking_uri=uri)
             verify(settings, work, summary["pushed"])
         return summary
     finally:

@@ -19,6 +19,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException, RestException
 from mlflow.pyfunc import PythonModel
 
+from adplatform.connections import mlflow_tracking_uri
 from adplatform.settings import Settings
 from ml.scorer import MODEL_FILE, SPEC_FILE, ServingModel
 
@@ -42,10 +43,12 @@ class CtrPyfuncModel(PythonModel):
         return self.model.predict({c: model_input[c].tolist() for c in model_input.columns})
 
 
-def connect(settings: Settings) -> MlflowClient:
-    """Point MLflow's fluent API and a client at the configured tracking server."""
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    return MlflowClient(settings.mlflow_tracking_uri)
+def connect(settings: Settings, tracking_uri: str | None = None) -> MlflowClient:
+    """Point MLflow's fluent API and a client at the tracking server: ``tracking_uri`` as an
+    Airflow task resolved it from its connection, or else the settings' (outside Airflow)."""
+    uri = tracking_uri or mlflow_tracking_uri(settings)
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(uri)
 
 
 def aliased_version(client: MlflowClient, alias: str) -> ModelVersion | None:

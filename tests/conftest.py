@@ -216,16 +216,23 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
         driver.quit()
 
 
-def run_dag(dag_id: str, conf: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+def run_dag(
+    dag_id: str, conf: dict[str, Any] | None = None, *, retries: int | None = None, **kwargs: Any
+) -> Any:
     """Run one of our DAGs in-process with ``dag.test()`` and return its DagRun.
 
-    Needs the ``airflow_db`` fixture (and ``stack_env`` when tasks read settings).
+    Needs the ``airflow_db`` fixture (and ``stack_env`` when tasks read settings). ``retries``
+    overrides every task's, e.g. 0 for a run meant to fail without waiting out the back-off.
     """
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / f"{dag_id}.py"), safe_mode=False)
     assert not bag.import_errors, bag.import_errors
-    return bag.dags[dag_id].test(run_conf=conf, **kwargs)
+    dag = bag.dags[dag_id]
+    if retries is not None:
+        for task in dag.tasks:
+            task.retries = retries
+    return dag.test(run_conf=conf, **kwargs)
 
 
 # The provisioning tools (`make tools`: OpenTofu, Helm, kubectl, a Kubernetes control plane, kwok)

@@ -13,6 +13,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from adplatform.connections import Source, kafka_client_config
 from adplatform.settings import Settings
 
 
@@ -50,27 +51,33 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     ]
 
 
-def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient(settings.kafka_client_config())
+def admin_client(kafka: Source) -> AdminClient:
+    """``kafka``: the settings, or in an Airflow task the Kafka connection's conn_id."""
+    return AdminClient(kafka_client_config(kafka))
 
 
-def check_reachable(settings: Settings, timeout: float = 10.0) -> None:
+def check_reachable(kafka: Source, timeout: float = 10.0) -> None:
     """Raise a one-line, actionable error when no broker answers."""
+    bootstrap = kafka_client_config(kafka)["bootstrap.servers"]
     try:
-        metadata = admin_client(settings).list_topics(timeout=timeout)
+        metadata = admin_client(kafka).list_topics(timeout=timeout)
     except KafkaException as error:
         raise BrokerUnreachable(
-            f"Kafka broker at {settings.kafka_bootstrap} is unreachable ({error.args[0]}): "
-            "start the local stack with `make up`, or set ADP_KAFKA_BOOTSTRAP"
+            f"Kafka broker at {bootstrap} is unreachable ({error.args[0]}): start the local "
+            "stack with `make up`, or set ADP_KAFKA_BOOTSTRAP (Airflow: kafka_default)"
         ) from None
     if not metadata.brokers:
-        raise BrokerUnreachable(f"Kafka at {settings.kafka_bootstrap} reports no brokers")
+        raise BrokerUnreachable(f"Kafka at {bootstrap} reports no brokers")
 
 
-def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
-    """Create the platform's topics that do not exist yet; returns the names created."""
-    admin = admin_client(settings)
-    check_reachable(settings)
+def ensure_topics(
+    settings: Settings, kafka: Source | None = None, timeout: float = 30.0
+) -> list[str]:
+    """Create the platform's topics that do not exist yet; returns the names created. The
+    broker: ``kafka`` (a conn_id in Airflow), or the settings'."""
+    kafka = kafka or settings
+    admin = admin_client(kafka)
+    check_reachable(kafka)
     existing = set(admin.list_topics(timeout=timeout).topics)
     missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
     if not missing:
@@ -90,9 +97,9 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     return created
 
 
-def producer_config(settings: Settings) -> dict[str, Any]:
+def producer_config(kafka: Source) -> dict[str, Any]:
     """Idempotent, batched producer: a retried send never duplicates a message on the topic."""
-    return settings.kafka_client_config() | {
+    return kafka_client_config(kafka) | {
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 20,

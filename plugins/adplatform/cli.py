@@ -15,6 +15,14 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from adplatform.connections import (
+    CLICKHOUSE,
+    KAFKA,
+    MLFLOW,
+    Source,
+    kafka_client_config,
+    mlflow_tracking_uri,
+)
 from adplatform.settings import SettingsError, get_settings
 
 console = Console()
@@ -27,6 +35,7 @@ class _Cli(click.Group):
         from adplatform.airflow_client import AirflowApiError
         from adplatform.broker import BrokerUnreachable
         from adplatform.clickhouse.client import ClickHouseError
+        from adplatform.connections import ConnectionConfigError
         from adplatform.demo import DemoError
         from adplatform.events.producer import DeliveryFailed
         from adplatform.ingest.commitlog import IngestError
@@ -45,6 +54,7 @@ class _Cli(click.Group):
             DeliveryFailed,
             CtrModelError,
             ClickHouseError,
+            ConnectionConfigError,
             ReportError,
             IngestError,
             AirflowApiError,
@@ -55,8 +65,22 @@ class _Cli(click.Group):
 
 
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
-def cli() -> None:
+@click.option(
+    "--airflow-connections",
+    is_flag=True,
+    help="Read Kafka, ClickHouse and MLflow details from Airflow's connections (kafka_default, "
+    "clickhouse_default, mlflow_default: AIRFLOW_CONN_*, the secrets backend), as the DAGs' "
+    "tasks do, instead of the ADP_* settings: for a shell inside an Airflow deployment.",
+)
+def cli(airflow_connections: bool) -> None:
     """Run and inspect the adplatform: local stack, traffic, lakehouse and models."""
+
+
+def _source(conn_id: str) -> Source:
+    """Where this command reads connection ``conn_id``: Airflow's (--airflow-connections) or
+    the settings' rendering of it."""
+    from_airflow = click.get_current_context().find_root().params["airflow_connections"]
+    return conn_id if from_airflow else get_settings()
 
 
 @cli.command("settings")
@@ -181,7 +205,7 @@ def topics() -> None:
     from adplatform.broker import ensure_topics, topic_specs
 
     settings = get_settings()
-    created = ensure_topics(settings)
+    created = ensure_topics(settings, _source(KAFKA))
     for spec in topic_specs(settings):
         state = "created" if spec.name in created else "exists"
         console.print(f"{spec.name}: {state} ({spec.partitions} partitions)")
@@ -255,10 +279,15 @@ def generate(
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
     settings = get_settings()
-    ensure_topics(settings)
+    ensure_topics(settings, _source(KAFKA))
     write_reference_tables(settings, build_catalog(seed))
     summary = produce_traffic(
-        settings, config, rate=rate, ledger_path=ledger, show_progress=not no_progress
+        settings,
+        config,
+        rate=rate,
+        ledger_path=ledger,
+        show_progress=not no_progress,
+        kafka=_source(KAFKA),
     )
     console.print(
         f"produced {summary.messages:,} messages to {settings.events_topic} in "
@@ -337,7 +366,9 @@ def ingest_run(
         )
 
     with progress:
-        metrics = IngestWorker(settings, options, on_progress=show).run()
+        metrics = IngestWorker(
+            settings, options, kafka_client_config(_source(KAFKA)), on_progress=show
+        ).run()
     if as_json:
         click.echo(json.dumps(metrics.as_dict()))
         return
@@ -361,7 +392,9 @@ def ingest_status(group_id: str | None, as_json: bool) -> None:
 
     settings = get_settings()
     with console.status("reading the commit log and the topic..."):
-        rows = partition_status(settings, group_id or settings.ingest_group_id)
+        rows = partition_status(
+            settings, group_id or settings.ingest_group_id, kafka_client_config(_source(KAFKA))
+        )
     if as_json:
         click.echo(json.dumps([row.as_dict() for row in rows]))
         return
@@ -440,7 +473,12 @@ def ingest_replay(partition: int, from_offset: int | None, from_time: str | None
             progress.update(task, total=total, advance=1)
 
         result = replay_partition(
-            settings, partition, from_offset=from_offset, from_time=when, on_range=advance
+            settings,
+            partition,
+            from_offset=from_offset,
+            from_time=when,
+            client_config=kafka_client_config(_source(KAFKA)),
+            on_range=advance,
         )
     if not result.ranges:
         console.print(
@@ -516,7 +554,11 @@ def model_train(end_date: datetime | None, lookback_days: int | None) -> None:
     work = pipeline.Workspace.for_run(settings, f"cli-{uuid.uuid4().hex[:8]}")
     with console.status("training the CTR model (features, LightGBM, baseline, MLflow)..."):
         summary = pipeline.run_all(
-            settings, work, end_date.date() if end_date else None, lookback_days
+            settings,
+            work,
+            end_date.date() if end_date else None,
+            lookback_days,
+            tracking_uri=mlflow_tracking_uri(_source(MLFLOW)),
         )
     table = Table("model", "AUC", "log loss", "norm. entropy", "calibration", title="holdout")
     for name, metrics in summary["metrics"].items():
@@ -557,8 +599,9 @@ def model_status() -> None:
             f"checksum {manifest['checksum'][:12]}, holdout AUC {metrics.get('auc', float('nan')):.4f}) "
             f"from {store.describe()}; history {', '.join(served['pointer']['history'])}"
         )
+    tracking_uri = mlflow_tracking_uri(_source(MLFLOW))
     try:
-        client = registry.connect(settings)
+        client = registry.connect(settings, tracking_uri)
         for alias in (registry.CHAMPION, registry.CHALLENGER):
             summary = registry.version_summary(client, alias)
             console.print(
@@ -570,7 +613,7 @@ def model_status() -> None:
                 )
             )
     except (MlflowException, OSError) as error:
-        console.print(f"[red]mlflow unreachable at {settings.mlflow_tracking_uri}:[/] {error}")
+        console.print(f"[red]mlflow unreachable at {tracking_uri}:[/] {error}")
         sys.exit(1)
 
 
@@ -583,7 +626,7 @@ def model_rollback(to_version: str | None) -> None:
     settings = get_settings()
     result = serving.rollback(serving.serving_store(settings), to_version)
     console.print(f"serving: version {result.current} (was {result.previous})")
-    client = registry.connect(settings)
+    client = registry.connect(settings, mlflow_tracking_uri(_source(MLFLOW)))
     client.set_registered_model_alias(registry.MODEL_NAME, registry.CHAMPION, result.current)
     if result.previous != result.current:
         client.set_model_version_tag(
@@ -594,31 +637,33 @@ def model_rollback(to_version: str | None) -> None:
 
 @cli.group()
 def clickhouse() -> None:
-    """Migrate, publish to and inspect ClickHouse (at ADP_CLICKHOUSE_DSN)."""
+    """Migrate, publish to and inspect ClickHouse (at ADP_CLICKHOUSE_DSN, or with
+    --airflow-connections the clickhouse_default connection)."""
 
 
 @clickhouse.command("migrate")
 def clickhouse_migrate() -> None:
     """Apply the pending schema migrations, in order (safe to repeat)."""
-    from adplatform.clickhouse.client import redact, settings_client
+    from adplatform.clickhouse.client import clickhouse_client, redact
     from adplatform.clickhouse.migrate import migrate
+    from adplatform.connections import clickhouse_target
 
-    settings = get_settings()
-    with console.status("migrating..."), settings_client(settings) as client:
+    source = _source(CLICKHOUSE)
+    with console.status("migrating..."), clickhouse_client(source) as client:
         outcomes = migrate(client)
     for migration, outcome in outcomes:
         console.print(f"{migration}: {outcome}")
-    console.print(f"ClickHouse at {redact(settings.clickhouse_dsn)} is up to date")
+    console.print(f"ClickHouse at {redact(clickhouse_target(source).dsn)} is up to date")
 
 
 @clickhouse.command("status")
 def clickhouse_status() -> None:
     """Show each migration's state and the published days; exit 1 if the schema is not current."""
-    from adplatform.clickhouse.client import settings_client
+    from adplatform.clickhouse.client import clickhouse_client
     from adplatform.clickhouse.migrate import discover_migrations, schema_state
     from adplatform.clickhouse.publish import published_days
 
-    with settings_client(get_settings()) as client:
+    with clickhouse_client(_source(CLICKHOUSE)) as client:
         state = schema_state(client)
         days = published_days(client) if state.current else []
     migrations = Table("migration", "state", title="schema migrations")
@@ -659,7 +704,7 @@ def clickhouse_query(sql: str, params: tuple[str, ...], as_csv: bool) -> None:
     """
     import csv
 
-    from adplatform.clickhouse.client import read_only_query, settings_client
+    from adplatform.clickhouse.client import clickhouse_client, read_only_query
 
     bound = {}
     for param in params:
@@ -667,7 +712,7 @@ def clickhouse_query(sql: str, params: tuple[str, ...], as_csv: bool) -> None:
         if not separator or not name.isidentifier():
             raise click.BadParameter(f"{param!r}: use NAME=VALUE", param_hint="--param")
         bound[name] = value
-    with settings_client(get_settings()) as client:
+    with clickhouse_client(_source(CLICKHOUSE)) as client:
         result = read_only_query(client, sql, bound)
     if as_csv:
         writer = csv.writer(sys.stdout)
@@ -691,11 +736,11 @@ def clickhouse_query(sql: str, params: tuple[str, ...], as_csv: bool) -> None:
 )
 def clickhouse_publish(dates: tuple[datetime, ...]) -> None:
     """Publish the reference dimensions and the changed Gold days (idempotent)."""
-    from adplatform.clickhouse.client import settings_client
+    from adplatform.clickhouse.client import clickhouse_client
     from adplatform.clickhouse.publish import publish_dimensions, publish_facts
 
     settings = get_settings()
-    with settings_client(settings) as client:
+    with clickhouse_client(_source(CLICKHOUSE)) as client:
         with console.status("publishing dimensions..."):
             dimensions = publish_dimensions(client, settings)
         console.print(", ".join(f"dim_{name}: {rows:,}" for name, rows in dimensions.items()))
@@ -733,10 +778,10 @@ def report_list() -> None:
 @report.command("campaigns")
 def report_campaigns() -> None:
     """List the campaign ids a report can be limited to."""
-    from adplatform.clickhouse.client import settings_client
+    from adplatform.clickhouse.client import clickhouse_client
     from adplatform.reporting.reports import campaigns
 
-    with settings_client(get_settings()) as client:
+    with clickhouse_client(_source(CLICKHOUSE)) as client:
         rows = campaigns(client)
     table = Table("campaign id", "name")
     for campaign_id, name in rows:
@@ -768,7 +813,7 @@ def report_render(
     """Render report NAMES (default: all; see `report list`) as CSV, charts and HTML."""
     from rich.progress import Progress
 
-    from adplatform.clickhouse.client import settings_client
+    from adplatform.clickhouse.client import clickhouse_client
     from adplatform.reporting.render import render_report, write_index
     from adplatform.reporting.reports import (
         REPORTS,
@@ -790,7 +835,7 @@ def report_render(
     settings = get_settings()
     out_dir = (out or settings.reports_dir) / request.slug
     frames = {}
-    with settings_client(settings) as client:
+    with clickhouse_client(_source(CLICKHOUSE)) as client:
         check_request(client, request, settings)
         with Progress(console=console, transient=True) as progress:
             querying = progress.add_task("querying", total=len(chosen))

@@ -23,6 +23,7 @@ from rich.live import Live
 from rich.table import Table
 
 from adplatform.airflow_client import AirflowClient
+from adplatform.connections import kafka_client_config
 from adplatform.events.generator import yesterday_utc
 from adplatform.localstack import JUPYTERHUB_USER, password_file
 from adplatform.settings import Settings
@@ -53,7 +54,7 @@ class DemoState:
 
     @classmethod
     def load(cls, settings: Settings) -> DemoState:
-        path = settings.data_root / "demo" / "state.json"
+        path = settings.demo_dir / "state.json"
         days = json.loads(path.read_text())["days"] if path.exists() else []
         return cls(path, days)
 
@@ -82,14 +83,14 @@ class DemoState:
 def prepare(settings: Settings, seed: int) -> None:
     """Topics, reference tables and ClickHouse migrations: all idempotent."""
     from adplatform.broker import ensure_topics
-    from adplatform.clickhouse.client import settings_client
+    from adplatform.clickhouse.client import clickhouse_client
     from adplatform.clickhouse.migrate import migrate
     from adplatform.events.catalog import build_catalog
     from adplatform.lakehouse.reference import write_reference_tables
 
     ensure_topics(settings)
     write_reference_tables(settings, build_catalog(seed))
-    with settings_client(settings) as client:
+    with clickhouse_client(settings) as client:
         migrate(client)
 
 
@@ -165,7 +166,10 @@ def _took(run: dict[str, Any]) -> str:
 def ingest_lag(settings: Settings) -> int:
     from adplatform.ingest.status import ingest_status
 
-    return sum(p.lag for p in ingest_status(settings, settings.ingest_group_id))
+    return sum(
+        p.lag
+        for p in ingest_status(settings, settings.ingest_group_id, kafka_client_config(settings))
+    )
 
 
 def run_through_airflow(
@@ -188,7 +192,7 @@ def run_through_airflow(
             if failures:
                 raise DemoError(
                     "; ".join(failures) + f". Task logs: {settings.airflow_url} (Browse → Task "
-                    f"Instances) or {settings.data_root / 'airflow' / 'logs'}"
+                    f"Instances) or {settings.airflow_dir / 'logs'}"
                 )
             done = lag == 0 and all(watcher.succeeded(d) for d in LAKEHOUSE_DAGS)
             if done and not watcher.busy():
@@ -207,7 +211,7 @@ def run_through_airflow(
 
 def summary(settings: Settings, produced: Any, day: date, watcher: Watcher) -> Table:
     """Reconciled numbers: produced vs ingested, Gold vs ClickHouse; reports, model, URLs."""
-    from adplatform.clickhouse.client import settings_client
+    from adplatform.clickhouse.client import clickhouse_client
     from adplatform.clickhouse.publish import (
         FACT_TABLE,
         clickhouse_totals,
@@ -219,7 +223,7 @@ def summary(settings: Settings, produced: Any, day: date, watcher: Watcher) -> T
     from ml import registry, serving
 
     table = Table("", "", title="adplatform demo: summary", show_header=False)
-    partitions = ingest_status(settings, settings.ingest_group_id)
+    partitions = ingest_status(settings, settings.ingest_group_id, kafka_client_config(settings))
     consumed = sum(p.committed_end - p.log_start for p in partitions)
     accepted = sum(p.accepted for p in partitions)
     quarantined = sum(p.quarantined for p in partitions)
@@ -233,7 +237,7 @@ def summary(settings: Settings, produced: Any, day: date, watcher: Watcher) -> T
         f"{consumed:,} consumed = {accepted:,} in Bronze + {quarantined:,} quarantined "
         + ("[green]✓ reconciled[/]" if consumed == accepted + quarantined else "[red]✗[/]"),
     )
-    with settings_client(settings) as client:
+    with clickhouse_client(settings) as client:
         for gold_day in gold_days(settings).values():
             gold = gold_totals(read_gold_day(gold_day))
             facts = clickhouse_totals(client, FACT_TABLE, gold_day.event_date)
@@ -264,13 +268,13 @@ def summary(settings: Settings, produced: Any, day: date, watcher: Watcher) -> T
     table.add_row(
         "Airflow UI",
         f"{settings.airflow_url} (user admin, password in "
-        f"{settings.data_root / 'airflow' / 'admin-password'})",
+        f"{settings.airflow_dir / 'admin-password'})",
     )
     table.add_row("MLflow UI", settings.mlflow_tracking_uri)
     table.add_row(
         "JupyterHub",
         f"{settings.jupyterhub_url} (user {JUPYTERHUB_USER}, password in "
-        f"{password_file(settings.data_root / 'jupyterhub', JUPYTERHUB_USER)}; "
+        f"{password_file(settings.jupyterhub_dir, JUPYTERHUB_USER)}; "
         "notebooks in notebooks/)",
     )
     return table

@@ -183,7 +183,7 @@ class Service:
 
     @property
     def pid_file(self) -> Path:
-        return self.settings.data_root / "run" / f"{self.name}.pid"
+        return self.settings.pid_dir / f"{self.name}.pid"
 
     @property
     def log_file(self) -> Path:
@@ -337,7 +337,7 @@ class KafkaBroker(Service):
         self.node_id = node_id
         self.nodes = settings.kafka_brokers
         self.controller_port = settings.kafka_controller_port + node_id - 1
-        self.cluster_home = settings.data_root / "kafka"
+        self.cluster_home = settings.kafka_dir
         self.home = self.cluster_home if node_id == 1 else self.cluster_home / f"node-{node_id}"
 
     def _cluster_id(self) -> str:
@@ -450,7 +450,7 @@ class MlflowServer(Service):
         # A ceiling, not an expectation: next to a running Airflow on a loaded 2-core machine,
         # MLflow's server took over two minutes to answer its first health check.
         super().__init__("mlflow", settings, settings.mlflow_port, start_timeout=240)
-        self.home = settings.data_root / "mlflow"
+        self.home = settings.mlflow_dir
 
     def prepare(self) -> None:
         (self.home / "artifacts").mkdir(parents=True, exist_ok=True)
@@ -569,7 +569,7 @@ class AirflowServices(Service):
     def __init__(self, settings: Settings) -> None:
         # Its four components start in about a minute, and in several on a loaded 2-core machine.
         super().__init__("airflow", settings, settings.airflow_port, start_timeout=600)
-        self.home = settings.data_root / "airflow"
+        self.home = settings.airflow_dir
 
     def environment(self) -> dict[str, str]:
         return super().environment() | airflow_environment(self.settings)
@@ -630,7 +630,7 @@ class JupyterHubServer(Service):
     def __init__(self, settings: Settings) -> None:
         # Starts in seconds; the ceiling is for a loaded 2-core machine.
         super().__init__("jupyterhub", settings, settings.jupyterhub_port, start_timeout=180)
-        self.home = settings.data_root / "jupyterhub"
+        self.home = settings.jupyterhub_dir
         self.config_file = self.home / "jupyterhub_config.json"
 
     def user_home(self, user: str = JUPYTERHUB_USER) -> Path:
@@ -779,7 +779,7 @@ def create_airflow_access(home: str) -> None:
 
 def airflow_environment(settings: Settings) -> dict[str, str]:
     """What every Airflow process of the local profile needs: home, folders, connections."""
-    home = settings.data_root / "airflow"
+    home = settings.airflow_dir
     return {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),

@@ -3,7 +3,9 @@
 Local defaults run the whole platform on one machine (a Kafka broker, chDB, an MLflow server and
 Airflow, all under one data root); production sets the same variables to point at Redpanda, a
 ClickHouse server, a remote MLflow and Spark on Kubernetes. Secrets come from the environment
-(or a secrets backend in production), never from this repository.
+(or a secrets backend in production), never from this repository. Airflow tasks take their
+connection details from Airflow's connections instead, which these settings render
+(:meth:`Settings.connections`); ``adplatform.connections`` resolves either.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 import difflib
 import json
 import os
+from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -23,6 +26,27 @@ ENV_PREFIX = "ADP_"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The environments of infra/platform.yaml (its loader checks that the two agree).
 PLATFORM_ENVIRONMENTS = ("local", "staging", "production")
+# Under the lake root, the ingest commit logs (adplatform.ingest.commitlog); the leading '_'
+# keeps them out of every table scan.
+INGEST_DIR = "_ingest"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """The fields of an Airflow connection that the platform's clients read. Settings render
+    one per service (what ``adplatform settings --airflow-env`` exports); Airflow resolves the
+    same names from its connections (see ``adplatform.connections``)."""
+
+    conn_type: str
+    host: str | None = None
+    port: int | None = None
+    login: str | None = None
+    password: str | None = field(default=None, repr=False)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """The ``AIRFLOW_CONN_*`` form (Airflow's JSON connection format)."""
+        return json.dumps({k: v for k, v in asdict(self).items() if v is not None})
 
 
 class SettingsError(ValueError):
@@ -166,7 +190,7 @@ class Settings(BaseSettings):
         derived = {
             "kafka_bootstrap": self.kafka_bootstrap
             or ",".join(f"127.0.0.1:{self.kafka_port + i}" for i in range(self.kafka_brokers)),
-            "clickhouse_dsn": self.clickhouse_dsn or f"chdb://{self.data_root / 'clickhouse'}",
+            "clickhouse_dsn": self.clickhouse_dsn or f"chdb://{self.clickhouse_dir}",
             "mlflow_tracking_uri": self.mlflow_tracking_uri
             or f"http://127.0.0.1:{self.mlflow_port}",
             "spark_connect_url": self.spark_connect_url
@@ -180,6 +204,56 @@ class Settings(BaseSettings):
     @property
     def lake_root(self) -> Path:
         return self.data_root / "lake"
+
+    @property
+    def reference_dir(self) -> Path:
+        """Reference (dimension) tables, one Parquet file each."""
+        return self.lake_root / "reference"
+
+    @property
+    def transform_state_file(self) -> Path:
+        return self.lake_root / "_state" / "transform.json"
+
+    @property
+    def transform_staging_dir(self) -> Path:
+        """The transform's run areas (staged tables, summaries, plans)."""
+        return self.lake_root / "_staging"
+
+    @property
+    def clickhouse_dir(self) -> Path:
+        """The embedded ClickHouse engine's data (the local default DSN)."""
+        return self.data_root / "clickhouse"
+
+    @property
+    def ml_work_dir(self) -> Path:
+        """Training runs' work folders."""
+        return self.data_root / "ml" / "work"
+
+    @property
+    def demo_dir(self) -> Path:
+        return self.data_root / "demo"
+
+    @property
+    def pid_dir(self) -> Path:
+        """The local stack's pid files."""
+        return self.data_root / "run"
+
+    @property
+    def kafka_dir(self) -> Path:
+        return self.data_root / "kafka"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.data_root / "mlflow"
+
+    @property
+    def airflow_dir(self) -> Path:
+        """The local Airflow's home (its database, logs and users' passwords)."""
+        return self.data_root / "airflow"
+
+    @property
+    def jupyterhub_dir(self) -> Path:
+        return self.data_root / "jupyterhub"
 
     @property
     def quality_dir(self) -> Path:
@@ -211,7 +285,8 @@ class Settings(BaseSettings):
         return f"http://127.0.0.1:{self.jupyterhub_port}"
 
     def kafka_client_config(self) -> dict[str, str | int | float | bool]:
-        """librdkafka settings shared by every producer, consumer and admin client."""
+        """The librdkafka settings of the ``kafka_default`` connection this configuration
+        renders; clients get them through ``adplatform.connections.kafka_client_config``."""
         config: dict[str, str | int | float | bool] = {
             "bootstrap.servers": self.kafka_bootstrap,
             "security.protocol": self.kafka_security_protocol,
@@ -224,10 +299,10 @@ class Settings(BaseSettings):
             }
         return config
 
-    def airflow_connections(self) -> dict[str, str]:
-        """Airflow connections for this profile as ``AIRFLOW_CONN_*`` environment variables."""
+    def connections(self) -> dict[str, Connection]:
+        """This configuration as the Airflow connections the platform uses, by conn_id."""
         spark_connect = urlparse(self.spark_connect_url)
-        connections: dict[str, dict[str, object]] = {
+        connections: dict[str, dict[str, Any]] = {
             "kafka_default": {
                 "conn_type": "kafka",
                 "extra": self.kafka_client_config(),
@@ -284,9 +359,13 @@ class Settings(BaseSettings):
                 "login": self.aws_access_key_id,
                 "password": self.aws_secret_access_key.get_secret_value(),
             }
+        return {conn_id: Connection(**fields) for conn_id, fields in connections.items()}
+
+    def airflow_connections(self) -> dict[str, str]:
+        """:meth:`connections` as ``AIRFLOW_CONN_*`` environment variables."""
         return {
-            f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(conn)
-            for conn_id, conn in connections.items()
+            f"AIRFLOW_CONN_{conn_id.upper()}": connection.to_json()
+            for conn_id, connection in self.connections().items()
         }
 
     def environment(self) -> dict[str, str]:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 import pytest
 
 from adplatform.assets import BRONZE, QUARANTINE
 from adplatform.broker import ensure_topics
+from adplatform.connections import KAFKA
+from adplatform.ingest.commitlog import PartitionLog
+from adplatform.localstack import free_port
 from adplatform.settings import get_settings
 from tests.conftest import run_dag
 from tests.ingest.conftest import assert_exactly_once, produce, traffic
@@ -86,3 +90,39 @@ def test_a_run_ingests_a_micro_batch_and_announces_only_what_it_wrote(
         bronze_events,
         quarantine_events,
     )
+
+
+def test_a_rotated_kafka_connection_reaches_the_next_run_and_the_settings_never_do(
+    dag_settings, airflow_db, tmp_path, monkeypatch
+):
+    """kafka_default is the task's only source of Kafka details: on the old connection (its
+    brokers gone) a run fails although the ADP_* settings point at the live broker; rotated,
+    the next run ingests everything although the settings now point at the dead address."""
+    settings = dag_settings
+    ensure_topics(settings)
+    ledger = produce(settings, traffic(2_000), tmp_path)
+    live, dead = settings.kafka_bootstrap, f"127.0.0.1:{free_port()}"
+    connection = settings.connections()[KAFKA]
+
+    def kafka_default(bootstrap: str) -> None:
+        rotated = replace(connection, extra=connection.extra | {"bootstrap.servers": bootstrap})
+        monkeypatch.setenv("AIRFLOW_CONN_KAFKA_DEFAULT", rotated.to_json())
+
+    kafka_default(dead)
+    old = run_dag("ad_events_ingest", conf={"max_seconds": 30}, retries=0)
+    assert old.state == "failed"
+    assert {ti.task_id: ti.state for ti in old.get_task_instances()}["ingest_micro_batch"] == (
+        "failed"
+    )
+    assert not any(
+        PartitionLog(settings.lake_root, settings.events_topic, p).entries()
+        for p in range(settings.topic_partitions)
+    )
+
+    kafka_default(live)
+    monkeypatch.setenv("ADP_KAFKA_BOOTSTRAP", dead)
+    get_settings.cache_clear()
+    run, states, metrics = _run({"max_seconds": 60})
+    assert run.state == "success", states
+    assert metrics["consumed"] == ledger.num_rows
+    assert_exactly_once(settings, ledger)

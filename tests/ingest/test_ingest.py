@@ -17,6 +17,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from adplatform.broker import producer_config
+from adplatform.connections import kafka_client_config
 from adplatform.events.catalog import build_catalog
 from adplatform.events.generator import CORRUPTIONS, TrafficSimulator
 from adplatform.events.schema import Reason
@@ -163,7 +164,7 @@ def test_a_run_until_caught_up_ends_at_the_topics_end_as_of_its_start(ingest_set
     producing.start()
     try:
         options = IngestOptions.from_settings(ingest_settings, until_caught_up=True)
-        metrics = IngestWorker(ingest_settings, options).run()
+        metrics = IngestWorker(ingest_settings, options, kafka_client_config(ingest_settings)).run()
         assert producing.is_alive(), "the run chased the traffic until it stopped"
     finally:
         stopped.set()
@@ -210,7 +211,7 @@ def test_every_malformed_input_is_quarantined_with_its_reason_and_dead_lettered(
         producer.produce(ingest_settings.events_topic, payload, partition=index % PARTITIONS)
     assert producer.flush(30) == 0
     options = IngestOptions.from_settings(ingest_settings, until_caught_up=True, max_seconds=60)
-    metrics = IngestWorker(ingest_settings, options).run()
+    metrics = IngestWorker(ingest_settings, options, kafka_client_config(ingest_settings)).run()
 
     assert metrics.consumed == len(corpus) == metrics.accepted + metrics.quarantined
     quarantine = read_table(QUARANTINE_EVENTS.path(ingest_settings)).to_pylist()
@@ -248,7 +249,7 @@ def test_a_message_near_the_size_limit_is_dead_lettered_cut_and_kept_whole(inges
         producer.produce(ingest_settings.events_topic, payload, partition=0)
     assert producer.flush(30) == 0
     options = IngestOptions.from_settings(ingest_settings, until_caught_up=True, max_seconds=120)
-    metrics = IngestWorker(ingest_settings, options).run()
+    metrics = IngestWorker(ingest_settings, options, kafka_client_config(ingest_settings)).run()
 
     assert (metrics.accepted, dict(metrics.by_reason)) == (1, {"oversized": 1})
     [row] = read_table(QUARANTINE_EVENTS.path(ingest_settings)).to_pylist()
@@ -274,7 +275,7 @@ def test_replay_restores_deleted_files_and_never_double_counts(ingest_settings, 
     produced_from = datetime.now(UTC) - timedelta(milliseconds=1)  # stamps are in ms
     ledger = produce(ingest_settings, traffic(6_000), tmp_path)
     options = IngestOptions.from_settings(ingest_settings, until_caught_up=True, max_seconds=60)
-    IngestWorker(ingest_settings, options).run()
+    IngestWorker(ingest_settings, options, kafka_client_config(ingest_settings)).run()
     # Each event keeps the time the broker appended it (the topic's log-append time), which
     # a replay reads again: the transform's late window is measured on it.
     stamps = _broker_times(ingest_settings)
@@ -285,21 +286,35 @@ def test_replay_restores_deleted_files_and_never_double_counts(ingest_settings, 
         path.unlink()
 
     middle = PartitionLog(ingest_settings.lake_root, ingest_settings.events_topic, 1).end() // 2
-    first = replay_partition(ingest_settings, 1, from_offset=0)
+    first = replay_partition(
+        ingest_settings, 1, from_offset=0, client_config=kafka_client_config(ingest_settings)
+    )
     assert first.ranges and first.changed == 0 and first.files_removed == 0
     assert all(path.exists() for path in lost)
     assert_exactly_once(ingest_settings, ledger)
 
-    from_middle = replay_partition(ingest_settings, 1, from_offset=middle)
+    from_middle = replay_partition(
+        ingest_settings, 1, from_offset=middle, client_config=kafka_client_config(ingest_settings)
+    )
     assert 0 < from_middle.ranges <= first.ranges
     assert from_middle.first_offset <= middle < from_middle.end_offset
     # From a time: the first message at or after it; whole committed ranges from there.
-    from_time = replay_partition(ingest_settings, 1, from_time=traffic(1).start)
+    from_time = replay_partition(
+        ingest_settings,
+        1,
+        from_time=traffic(1).start,
+        client_config=kafka_client_config(ingest_settings),
+    )
     assert from_time.ranges == first.ranges
     assert_exactly_once(ingest_settings, ledger)
     assert _broker_times(ingest_settings) == stamps
     with pytest.raises(IngestError, match=f"has no partition {PARTITIONS}: choose one of 0..3"):
-        replay_partition(ingest_settings, PARTITIONS, from_offset=0)
+        replay_partition(
+            ingest_settings,
+            PARTITIONS,
+            from_offset=0,
+            client_config=kafka_client_config(ingest_settings),
+        )
 
 
 def test_a_replay_and_a_worker_never_publish_one_partition_at_once(
@@ -311,13 +326,20 @@ def test_a_replay_and_a_worker_never_publish_one_partition_at_once(
     plog = PartitionLog(ingest_settings.lake_root, ingest_settings.events_topic, 1)
     options = IngestOptions.from_settings(ingest_settings, until_caught_up=True, max_seconds=120)
     with plog.lease():  # as a replay holds it
-        run = threading.Thread(target=IngestWorker(ingest_settings, options).run)
+        run = threading.Thread(
+            target=IngestWorker(ingest_settings, options, kafka_client_config(ingest_settings)).run
+        )
         run.start()
         time.sleep(5)  # the worker is assigned partition 1 and waits to recover it
         assert run.is_alive() and plog.end() == 0
         monkeypatch.setattr("adplatform.ingest.replay.LEASE_WAIT_SECONDS", 1.0)
         with pytest.raises(IngestError, match=r"partition 1 of .* is being written"):
-            replay_partition(ingest_settings, 1, from_offset=0)
+            replay_partition(
+                ingest_settings,
+                1,
+                from_offset=0,
+                client_config=kafka_client_config(ingest_settings),
+            )
     run.join(timeout=180)
     assert plog.end() > 0
     assert_exactly_once(ingest_settings, ledger)

@@ -7,17 +7,20 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from adplatform.connections import KAFKA, kafka_client_config
 from adplatform.events.catalog import build_catalog
 from adplatform.events.generator import TrafficSimulator
 from adplatform.ingest.commitlog import PartitionLog
 from adplatform.ingest.trigger import TopicBacklogTrigger
 from adplatform.ingest.worker import IngestOptions, IngestWorker
+from adplatform.localstack import free_port
 from adplatform.settings import Settings, get_settings
 from tests.ingest.conftest import PARTITIONS, produce, traffic
 
@@ -55,7 +58,11 @@ def fired(seconds: float, refire_seconds: float = 3600.0) -> list[dict[str, Any]
 
 
 def ingest_everything(settings: Settings) -> None:
-    IngestWorker(settings, IngestOptions.from_settings(settings, until_caught_up=True)).run()
+    IngestWorker(
+        settings,
+        IngestOptions.from_settings(settings, until_caught_up=True),
+        kafka_client_config(settings),
+    ).run()
 
 
 def test_a_backlog_fires_once_until_the_group_moves(watched: Settings, tmp_path: Path) -> None:
@@ -113,7 +120,7 @@ def test_a_transactional_topic_is_ingested_to_its_end_and_then_fires_nothing(
         producer.commit_transaction(60)
 
     options = IngestOptions.from_settings(watched, until_caught_up=True, max_seconds=300)
-    metrics = IngestWorker(watched, options).run()
+    metrics = IngestWorker(watched, options, kafka_client_config(watched)).run()
 
     assert metrics.accepted == metrics.consumed == len(payloads)
     reader = Consumer(watched.kafka_client_config() | {"group.id": "check"})
@@ -123,3 +130,29 @@ def test_a_transactional_topic_is_ingested_to_its_end_and_then_fires_nothing(
     reader.close()
     assert set(metrics.lag.values()) == {0}
     assert fired(3) == []
+
+
+def test_a_running_watcher_takes_up_a_rotated_connection(
+    watched: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """The triggerer is not restarted when kafka_default is rotated: once a poll fails on the
+    old connection, the next one reads the connection again."""
+    ledger = produce(watched, traffic(100), tmp_path)
+    live = watched.connections()[KAFKA]
+    gone = replace(live, extra=live.extra | {"bootstrap.servers": f"127.0.0.1:{free_port()}"})
+    monkeypatch.setenv("AIRFLOW_CONN_KAFKA_DEFAULT", gone.to_json())
+    trigger = TopicBacklogTrigger(poll_interval=0.2)
+
+    async def main() -> dict[str, Any]:
+        first = asyncio.ensure_future(anext(trigger.run()))
+        while not any("cannot read the backlog" in r.getMessage() for r in caplog.records):
+            assert not first.done()
+            await asyncio.sleep(0.2)
+        monkeypatch.setenv("AIRFLOW_CONN_KAFKA_DEFAULT", live.to_json())
+        event = await first
+        await trigger.cleanup()
+        return dict(event.payload)
+
+    # The bound only keeps a watcher stuck on the old connection from hanging the suite.
+    payload = asyncio.run(asyncio.wait_for(main(), 180))
+    assert payload == {"topic": watched.events_topic, "backlog": ledger.num_rows}

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from adplatform.connections import MLFLOW
+from adplatform.localstack import free_port
+from adplatform.settings import Connection, get_settings
 from ml import registry
 from ml.scorer import CtrScorer, read_pointer
 from ml.serving import serving_store
@@ -61,3 +64,34 @@ def test_the_dag_promotes_pushes_and_verifies_then_a_rerun_stops_at_the_gate(
     assert _champion_events() == 1
     challenger = registry.aliased_version(client, registry.CHALLENGER)
     assert "not better than the champion" in challenger.tags["gate.reason"]
+
+
+def test_a_rotated_mlflow_connection_reaches_every_mlflow_task(
+    airflow_db, stack_env, mlflow_server, gold, monkeypatch
+):
+    """mlflow_default is the tasks' only source of the tracking URI: on the old connection (a
+    server that is gone) the run fails at its first MLflow task although the ADP_* settings name
+    the live server; rotated, every task succeeds although the settings now name the dead one."""
+    client = registry.connect(gold)
+    if registry.aliased_version(client, registry.CHAMPION):  # so the new run promotes and pushes
+        client.delete_registered_model_alias(registry.MODEL_NAME, registry.CHAMPION)
+    dead = f"http://127.0.0.1:{free_port()}"
+    conf = {"end_date": "2026-03-05", "lookback_days": 4}
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail at once, not after minutes
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", Connection("http", host=dead).to_json())
+        old = run_dag("ctr_model_training", conf, retries=0)
+        states = _states(old)
+        assert old.state == "failed"
+        assert (states["build_features"], states["train"]) == ("success", "failed"), states
+
+        monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", gold.connections()[MLFLOW].to_json())
+        monkeypatch.setenv("ADP_MLFLOW_TRACKING_URI", dead)
+        get_settings.cache_clear()
+        new = run_dag("ctr_model_training", conf)
+        states = _states(new)
+        assert new.state == "success", states
+        assert set(states.values()) == {"success"}, states
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()

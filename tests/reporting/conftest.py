@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from adplatform.clickhouse.client import settings_client
+from adplatform.clickhouse.client import clickhouse_client
 from adplatform.clickhouse.migrate import migrate
 from adplatform.lakehouse.io import atomic_write_parquet
 from adplatform.lakehouse.tables import GOLD_HOURLY_PERFORMANCE, REFERENCE_TABLES, reference_path
@@ -246,6 +246,6 @@ def lake(settings: Settings) -> Settings:
 @pytest.fixture
 def client(settings: Settings) -> Iterator[Any]:
     """A client on this test's own chDB directory, migrated, closed after the test."""
-    with settings_client(settings) as opened:
+    with clickhouse_client(settings) as opened:
         migrate(opened)
         yield opened

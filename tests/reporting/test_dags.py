@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import select
 
 from adplatform.assets import CLICKHOUSE_FACTS
-from adplatform.clickhouse.client import settings_client
+from adplatform.clickhouse.client import clickhouse_client
 from adplatform.clickhouse.migrate import migrate
 from adplatform.clickhouse.publish import FACT_TABLE, clickhouse_totals, gold_days, verify_day
+from adplatform.connections import CLICKHOUSE
+from adplatform.localstack import free_port
 from adplatform.reporting.reports import REPORTS
-from adplatform.settings import get_settings
+from adplatform.settings import Connection, get_settings
 from tests.conftest import run_dag
 
 from .conftest import D0
@@ -28,7 +31,7 @@ def dag_env(airflow_db, lake, monkeypatch):
     for name, value in {**lake.environment(), **lake.airflow_connections()}.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
-    with settings_client(lake) as client:
+    with clickhouse_client(lake) as client:
         migrate(client)
     yield lake
     get_settings.cache_clear()
@@ -54,7 +57,7 @@ def test_publish_dag_loads_gold_exactly_once_and_emits_the_facts_asset(dag_env):
     first = run_dag("clickhouse_publish")
 
     assert first.state == "success", task_states(first)
-    with settings_client(dag_env) as client:
+    with clickhouse_client(dag_env) as client:
         for day in gold_days(dag_env).values():
             verify_day(client, day)
     [event] = facts_events(first.run_id)
@@ -71,7 +74,7 @@ def test_publish_dag_loads_gold_exactly_once_and_emits_the_facts_asset(dag_env):
 
     assert forced.state == "success"
     assert facts_events(forced.run_id)[0].extra["dates"] == [D0.isoformat()]
-    with settings_client(dag_env) as client:
+    with clickhouse_client(dag_env) as client:
         assert clickhouse_totals(client, FACT_TABLE, D0).rows == 6  # replaced, not doubled
         verify_day(client, gold_days(dag_env)[D0])
 
@@ -107,3 +110,39 @@ def test_reports_wait_for_the_publish_and_never_render_partial_numbers(dag_env):
     assert states[("write_index", -1)] == "upstream_failed"
     assert not (dag_env.reports_dir / f"{D0}_{D0}").exists()
     # After the publish the same request renders: test_reports_dag_renders_every_report_...
+
+
+def test_a_rotated_clickhouse_connection_reaches_every_clickhouse_task(dag_env, monkeypatch):
+    """clickhouse_default is the tasks' only source of ClickHouse details. The old connection
+    names a server that is gone (with the credentials it had; the embedded engine has no users,
+    so its DSN is what a rotation changes): both DAGs fail on it although the ADP_* settings
+    point at the live engine. Rotated, every task of both succeeds although the settings now
+    name the dead server."""
+    live = dag_env.connections()[CLICKHOUSE]
+    dead = f"http://127.0.0.1:{free_port()}"
+
+    def clickhouse_default(connection: Connection) -> None:
+        monkeypatch.setenv("AIRFLOW_CONN_CLICKHOUSE_DEFAULT", connection.to_json())
+
+    clickhouse_default(replace(live, login="reporter", password="old", extra={"dsn": dead}))
+    old_publish = run_dag("clickhouse_publish", retries=0)
+    old_reports = run_dag("ad_reports_daily", conf={"end_date": D0.isoformat()}, retries=0)
+
+    assert old_publish.state == old_reports.state == "failed"
+    assert task_states(old_publish)[("check_schema", -1)] == "failed"
+    assert task_states(old_reports)[("resolve_request", -1)] == "failed"
+    with clickhouse_client(dag_env) as client:
+        assert clickhouse_totals(client, FACT_TABLE, D0).rows == 0
+
+    clickhouse_default(live)
+    monkeypatch.setenv("ADP_CLICKHOUSE_DSN", dead)
+    get_settings.cache_clear()
+    publish = run_dag("clickhouse_publish")
+    reports = run_dag("ad_reports_daily", conf={"end_date": D0.isoformat(), "days": 1})
+
+    assert publish.state == "success", task_states(publish)
+    assert set(task_states(publish).values()) == {"success"}
+    assert reports.state == "success", task_states(reports)
+    assert set(task_states(reports).values()) == {"success"}
+    with clickhouse_client(dag_env) as client:
+        verify_day(client, gold_days(dag_env)[D0])

@@ -10,7 +10,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from adplatform.clickhouse.client import settings_client
+from adplatform.clickhouse.client import clickhouse_client
 from adplatform.clickhouse.migrate import migrate
 from adplatform.clickhouse.publish import publish_dimensions, publish_facts
 from adplatform.events.catalog import build_catalog
@@ -40,7 +40,7 @@ def report_dir(tmp_path_factory):
     write_sample_gold(settings, catalog, today - timedelta(days=14), 14, rows_per_hour=2500)
     request = parse_request(*report_window(today))
     out = settings.reports_dir / request.slug
-    with settings_client(settings) as client:
+    with clickhouse_client(settings) as client:
         migrate(client)
         publish_dimensions(client, settings)
         publish_facts(client, settings)

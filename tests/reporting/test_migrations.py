@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adplatform.clickhouse.client import settings_client
+from adplatform.clickhouse.client import clickhouse_client
 from adplatform.clickhouse.migrate import (
     SchemaBehind,
     discover_migrations,
@@ -31,7 +31,7 @@ def _tables(client):
 
 
 def test_migrating_an_empty_database_applies_each_migration_once_in_order(settings):
-    with settings_client(settings) as client:
+    with clickhouse_client(settings) as client:
         before = schema_state(client)
         assert [m.version for m in before.pending] == [1, 2, 3, 4]
         assert not before.current
@@ -62,7 +62,7 @@ def test_migrating_an_empty_database_applies_each_migration_once_in_order(settin
 
 
 def test_a_rerun_changes_nothing_and_data_survives(settings):
-    with settings_client(settings) as client:
+    with clickhouse_client(settings) as client:
         migrate(client)
         client.command(
             "INSERT INTO adplatform.dim_publishers VALUES ('pub-1', 'News Daily', 0.5, 2)"
@@ -84,7 +84,7 @@ def test_a_rerun_changes_nothing_and_data_survives(settings):
 
 
 def test_a_migration_edited_after_it_was_applied_is_refused(settings):
-    with settings_client(settings) as client:
+    with clickhouse_client(settings) as client:
         migrate(client)
         client.command(
             "INSERT INTO adplatform.schema_migrations "
@@ -95,7 +95,7 @@ def test_a_migration_edited_after_it_was_applied_is_refused(settings):
 
 
 def test_a_schema_behind_or_ahead_of_the_code_is_refused(settings):
-    with settings_client(settings) as client:
+    with clickhouse_client(settings) as client:
         migrate(client)
         client.command("DELETE FROM adplatform.schema_migrations WHERE version = 3")
         with pytest.raises(SchemaBehind, match=r"behind this code.*0003_publish_log.sql"):
@@ -112,7 +112,7 @@ def test_a_schema_behind_or_ahead_of_the_code_is_refused(settings):
 
 def test_every_statement_parses_in_the_engine_including_those_it_cannot_run(settings):
     """The role migration cannot run on chDB; ClickHouse's own parser still checks it."""
-    with settings_client(settings) as client:
+    with clickhouse_client(settings) as client:
         for migration in discover_migrations():
             for statement in migration.statements:
                 client.query("SELECT formatQuery({sql:String})", parameters={"sql": statement})

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from adplatform.clickhouse.client import settings_client
+from adplatform.clickhouse.client import clickhouse_client
 from adplatform.clickhouse.migrate import migrate
 from adplatform.clickhouse.publish import FACT_TABLE, MEASURES, publish_facts
 from adplatform.lakehouse.io import atomic_write_parquet
@@ -124,7 +124,7 @@ def assert_layers_agree(settings, expected: dict[str, int]) -> None:
         expected["impressions"],
         expected["clicks"],
     )
-    with settings_client(settings) as client:
+    with clickhouse_client(settings) as client:
         migrate(client)
         publish_facts(client, settings)
         publish_facts(client, settings)  # a retried publish changes nothing

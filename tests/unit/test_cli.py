@@ -3,7 +3,7 @@ import pytest
 from click.testing import CliRunner
 
 from adplatform.cli import cli
-from adplatform.settings import get_settings
+from adplatform.settings import Connection, get_settings
 
 
 def _all_commands(group, path=()):
@@ -51,3 +51,20 @@ def test_an_unknown_setting_is_one_line_and_exit_1(monkeypatch):
     get_settings.cache_clear()
     assert result.exit_code == 1
     assert "unknown setting ADP_KAFKA_PROT: did you mean ADP_KAFKA_PORT?" in result.output
+
+
+def test_the_cli_reads_the_airflow_connection_only_when_told_to(no_broker, monkeypatch):
+    """Without --airflow-connections the CLI reads the ADP_* settings (port 1); with it, the
+    kafka_default connection as a task would (port 2). Both brokers are absent: each error
+    names the one that was tried."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_KAFKA_DEFAULT",
+        Connection("kafka", extra={"bootstrap.servers": "127.0.0.1:2"}).to_json(),
+    )
+    local = CliRunner().invoke(cli, ["topics"])
+    assert local.exit_code == 1
+    assert local.output.startswith("error: Kafka broker at 127.0.0.1:1 is unreachable")
+
+    in_airflow = CliRunner().invoke(cli, ["--airflow-connections", "topics"])
+    assert in_airflow.exit_code == 1
+    assert in_airflow.output.startswith("error: Kafka broker at 127.0.0.1:2 is unreachable")

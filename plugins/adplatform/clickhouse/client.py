@@ -2,7 +2,8 @@
 
 ``chdb:///path`` runs the embedded engine (chDB) in this process: the local default.
 ``http(s)://host:port`` talks to a ClickHouse server with a user and password: production.
-Migrations, the publish and the reports all open their client with :func:`open_client`.
+Migrations, the publish and the reports all open their client with :func:`clickhouse_client`,
+on the connection ``adplatform.connections`` resolves.
 
 chDB allows one process per data directory: its engine holds an exclusive lock on
 ``<path>/status`` (which records the owner's PID) while any client in that process is open, and
@@ -24,11 +25,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
+from adplatform.connections import Source, clickhouse_target
+
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
     from clickhouse_connect.driver.query import QueryResult
-
-    from adplatform.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,9 @@ def open_client(dsn: str, user: str = "default", password: str = "") -> Iterator
             client = clickhouse_connect.get_client(dsn=dsn, username=user, password=password)
         except OperationalError as error:
             raise ClickHouseError(
-                f"cannot reach ClickHouse at {redact(dsn)}: {error}; check ADP_CLICKHOUSE_DSN, "
-                "ADP_CLICKHOUSE_USER and ADP_CLICKHOUSE_PASSWORD"
+                f"cannot reach ClickHouse at {redact(dsn)}: {error}; check the ClickHouse "
+                "connection (Airflow: clickhouse_default; the CLI: ADP_CLICKHOUSE_DSN, "
+                "ADP_CLICKHOUSE_USER and ADP_CLICKHOUSE_PASSWORD)"
             ) from None
     else:
         raise ClickHouseError(
@@ -79,13 +81,11 @@ def open_client(dsn: str, user: str = "default", password: str = "") -> Iterator
         client.close()
 
 
-def settings_client(settings: Settings) -> AbstractContextManager[Client]:
-    """:func:`open_client` for the DSN, user and password in ``settings``."""
-    return open_client(
-        settings.clickhouse_dsn,
-        settings.clickhouse_user,
-        settings.clickhouse_password.get_secret_value(),
-    )
+def clickhouse_client(source: Source) -> AbstractContextManager[Client]:
+    """:func:`open_client` for the ClickHouse connection: the settings' (outside Airflow), or
+    in an Airflow task the connection it names (``"clickhouse_default"``)."""
+    target = clickhouse_target(source)
+    return open_client(target.dsn, target.user, target.password)
 
 
 def lock_holder(path: Path) -> int | None:

@@ -2,7 +2,8 @@
 
 The connection (``clickhouse_default``) carries the DSN in its extra (``{"dsn": ...}``) and,
 for a server, the user and password as login and password; ``adplatform settings
---airflow-env`` prints it for the current configuration.
+--airflow-env`` prints it for the current configuration. It is parsed as the CLI parses the
+settings' rendering of it (``adplatform.connections.clickhouse_target``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from airflow.sdk import BaseHook
 
-from adplatform.clickhouse.client import ClickHouseError, open_client
+from adplatform.clickhouse.client import clickhouse_client
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -29,13 +30,5 @@ class ClickHouseHook(BaseHook):
         self.clickhouse_conn_id = clickhouse_conn_id
 
     def open_client(self) -> AbstractContextManager[Client]:
-        """A client for the connection's DSN, closed when the ``with`` block ends."""
-        connection = self.get_connection(self.clickhouse_conn_id)
-        dsn = connection.extra_dejson.get("dsn")
-        if not dsn:
-            raise ClickHouseError(
-                f"Airflow connection {self.clickhouse_conn_id!r} has no 'dsn' in its extra: "
-                "set it to chdb:///path or http(s)://host:port (see `adplatform settings "
-                "--airflow-env`)"
-            )
-        return open_client(dsn, connection.login or "default", connection.password or "")
+        """A client for the connection as it is now, closed when the ``with`` block ends."""
+        return clickhouse_client(self.clickhouse_conn_id)

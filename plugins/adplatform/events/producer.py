@@ -19,6 +19,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from adplatform.broker import check_reachable, producer_config
+from adplatform.connections import Source
 from adplatform.events.catalog import build_catalog
 from adplatform.events.generator import HOUR_MS, TrafficConfig, TrafficSimulator
 from adplatform.settings import Settings
@@ -76,9 +77,12 @@ def produce_traffic(
     ledger_path: Path | None = None,
     show_progress: bool = True,
     topic: str | None = None,
+    kafka: Source | None = None,
 ) -> ProduceSummary:
-    """Simulate ``config`` and produce every message; raise if any is not delivered."""
-    check_reachable(settings)
+    """Simulate ``config`` and produce every message; raise if any is not delivered. The
+    broker: ``kafka`` (a conn_id in Airflow), or the settings'."""
+    kafka = kafka or settings
+    check_reachable(kafka)
     topic = topic or settings.events_topic
     failures: list[str] = []
 
@@ -86,7 +90,7 @@ def produce_traffic(
         if error is not None:
             failures.append(str(error))
 
-    producer = Producer(producer_config(settings) | {"on_delivery": on_error})
+    producer = Producer(producer_config(kafka) | {"on_delivery": on_error})
     ledger = _Ledger(failures) if ledger_path else None
     summary = ProduceSummary()
     by_type: Counter[str] = Counter()
@@ -147,7 +151,8 @@ def produce_traffic(
     if remaining or failures:
         raise DeliveryFailed(
             f"{remaining + len(failures)} of {summary.messages} messages were not delivered to "
-            f"{topic} at {settings.kafka_bootstrap}: {failures[:1] or 'flush timed out'}"
+            f"{topic} at {producer_config(kafka)['bootstrap.servers']}: "
+            f"{failures[:1] or 'flush timed out'}"
         )
     if ledger is not None and ledger_path is not None:
         ledger.write(ledger_path)

@@ -34,8 +34,8 @@ import msgspec
 
 from adplatform.lakehouse.io import fsync_directory, make_directories_durable
 from adplatform.lakehouse.tables import QUARANTINE_EVENTS
+from adplatform.settings import INGEST_DIR
 
-INGEST_DIR = "_ingest"  # under the lake root; the leading '_' keeps it out of every table scan
 _QUARANTINE_DIR = f"{QUARANTINE_EVENTS.layer}/{QUARANTINE_EVENTS.name}/"
 
 

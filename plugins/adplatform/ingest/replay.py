@@ -51,15 +51,16 @@ def replay_partition(
     *,
     from_offset: int | None = None,
     from_time: datetime | None = None,
-    client_config: dict[str, Any] | None = None,
+    client_config: dict[str, Any],
     on_range: Callable[[Entry, int], None] | None = None,
 ) -> ReplayResult:
     """Re-ingest the committed ranges of ``partition`` that end after ``from_offset`` (or the
-    first offset at or after ``from_time``). ``on_range(entry, total)`` reports progress."""
+    first offset at or after ``from_time``). ``client_config``: the Kafka connection's librdkafka
+    settings, resolved by the caller. ``on_range(entry, total)`` reports progress."""
     if (from_offset is None) == (from_time is None):
         raise ValueError("give exactly one of from_offset and from_time")
     topic = settings.events_topic
-    config = (client_config or settings.kafka_client_config()) | {
+    config = client_config | {
         "group.id": f"{settings.ingest_group_id}-replay",
         "enable.auto.commit": False,
         "enable.partition.eof": True,
@@ -86,13 +87,11 @@ def _replay_entries(
     plog: PartitionLog,
     consumer: Consumer,
     from_offset: int,
-    client_config: dict[str, Any] | None,
+    client_config: dict[str, Any],
     on_range: Callable[[Entry, int], None] | None,
 ) -> ReplayResult:
     """Under the partition's lease: no worker publishes over the files written here."""
-    dead_letters = DeadLetters(
-        client_config or settings.kafka_client_config(), settings.dead_letter_topic
-    )
+    dead_letters = DeadLetters(client_config, settings.dead_letter_topic)
     for entry in plog.unpublished():  # finish a stopped worker's ranges before rewriting
         roll_forward(plog, entry, dead_letters)
     dead_letters.close()

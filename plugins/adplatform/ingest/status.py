@@ -39,9 +39,10 @@ class PartitionStatus:
 
 
 def ingest_status(
-    settings: Settings, group_id: str, client_config: dict[str, Any] | None = None
+    settings: Settings, group_id: str, client_config: dict[str, Any]
 ) -> list[PartitionStatus]:
-    config = (client_config or settings.kafka_client_config()) | {
+    """``client_config``: the Kafka connection's librdkafka settings, resolved by the caller."""
+    config = client_config | {
         "group.id": group_id,
         "enable.auto.commit": False,
     }
@@ -52,7 +53,7 @@ def ingest_status(
         except KafkaException as error:
             raise IngestError(
                 f"Kafka at {config['bootstrap.servers']} is unreachable ({error.args[0]}): start "
-                "the local stack with `make up`, or fix ADP_KAFKA_BOOTSTRAP"
+                "the local stack with `make up`, or fix the Kafka connection (ADP_KAFKA_BOOTSTRAP)"
             ) from None
         topic = metadata.topics.get(settings.events_topic)
         if topic is None or topic.error is not None:

@@ -80,6 +80,9 @@ class TopicBacklogTrigger(BaseEventTrigger):
                 backlog = await sync_to_async(self._backlog)(topic, group)
             except Exception as error:  # an outage must not stop the watcher: poll again
                 log.warning("cannot read the backlog of %s: %s", topic, error)
+                # With clients made afresh, from the connection as it is now: a rotated
+                # password or moved broker reaches the watcher without a triggerer restart.
+                await self.cleanup()
             else:
                 moved = fired is None or backlog.committed != fired[0]
                 stale = fired is not None and time.monotonic() - fired[1] > self.refire_seconds
@@ -92,7 +95,7 @@ class TopicBacklogTrigger(BaseEventTrigger):
         from confluent_kafka import Consumer, TopicPartition
         from confluent_kafka.admin import AdminClient
 
-        from adplatform.ingest.tasks import kafka_client_config
+        from adplatform.connections import kafka_client_config
 
         if self._clients is None:
             config = kafka_client_config(self.kafka_config_id)

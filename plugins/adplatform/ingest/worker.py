@@ -279,13 +279,15 @@ class IngestWorker:
         self,
         settings: Settings,
         options: IngestOptions,
-        client_config: dict[str, Any] | None = None,
+        client_config: dict[str, Any],
         on_progress: Callable[[RunMetrics], None] | None = None,
     ) -> None:
+        """``client_config``: the librdkafka settings of the Kafka connection, resolved by the
+        caller (``adplatform.connections.kafka_client_config``)."""
         self.settings = settings
         self.options = options
         self.topic = settings.events_topic
-        self._client_config = client_config or settings.kafka_client_config()
+        self._client_config = client_config
         self._on_progress = on_progress
         self._validator = Validator(Limits.from_settings(settings))
         self._encoder = msgspec.json.Encoder()
@@ -387,8 +389,8 @@ class IngestWorker:
         except KafkaException as error:
             raise IngestError(
                 f"Kafka at {bootstrap} is unreachable ({error.args[0]}): start the local stack "
-                "with `make up`, or fix ADP_KAFKA_BOOTSTRAP (the kafka_default connection in "
-                "Airflow)"
+                "with `make up`, or fix the Kafka connection (Airflow: kafka_default; the CLI: "
+                "ADP_KAFKA_BOOTSTRAP)"
             ) from None
         for topic in (self.topic, self.settings.dead_letter_topic):
             if topic not in metadata.topics or metadata.topics[topic].error is not None:

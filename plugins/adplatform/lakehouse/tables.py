@@ -278,4 +278,4 @@ REFERENCE_TABLES = {
 
 
 def reference_path(settings: Settings, name: str) -> Path:
-    return settings.lake_root / "reference" / f"{name}.parquet"
+    return settings.reference_dir / f"{name}.parquet"

@@ -67,12 +67,12 @@ class SparkJobOperator(BaseOperator):
         raise ValueError(f"spark={self.spark!r}: choose one of {', '.join(SPARK_MODES)}")
 
     def _connect(self) -> dict[str, Any]:
-        from airflow.providers.apache.spark.hooks.spark_connect import SparkConnectHook
-
+        from adplatform.connections import spark_connect_url
         from adplatform.transform.jobs import run_connected
 
-        url = SparkConnectHook(self.connect_conn_id).get_connection_url()
-        return run_connected(self.job, self.hours, self.run_dir, url)
+        return run_connected(
+            self.job, self.hours, self.run_dir, spark_connect_url(self.connect_conn_id)
+        )
 
     def _submit(self) -> None:
         from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook

@@ -47,14 +47,6 @@ STAGING_RETENTION = timedelta(days=7)  # failed runs' staged output, kept for tr
 REPLACED_SILVER = "silver_replaced"
 
 
-def _state_file(settings: Settings) -> Path:
-    return settings.lake_root / "_state" / "transform.json"
-
-
-def _staging_root(settings: Settings) -> Path:
-    return settings.lake_root / "_staging"
-
-
 @dataclass(frozen=True)
 class RunArea:
     """A run's private directory: staged tables, job summaries and the plan."""
@@ -63,7 +55,7 @@ class RunArea:
 
     @classmethod
     def for_run(cls, settings: Settings, run_id: str) -> RunArea:
-        return cls(_staging_root(settings) / re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id))
+        return cls(settings.transform_staging_dir / re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id))
 
     def staged(self, table: Table) -> Path:
         return self.root / table.layer / table.name
@@ -161,7 +153,7 @@ def _hour_key(hour: datetime) -> str:
 
 def _committed(settings: Settings) -> dict[str, str]:
     try:
-        return dict(json.loads(_state_file(settings).read_text())["bronze_fingerprints"])
+        return dict(json.loads(settings.transform_state_file.read_text())["bronze_fingerprints"])
     except FileNotFoundError:
         return {}
 
@@ -232,7 +224,7 @@ def commit(settings: Settings, plan: Plan) -> None:
     state = _committed(settings) | plan.fingerprints
     atomic_write_bytes(
         json.dumps({"bronze_fingerprints": dict(sorted(state.items()))}, indent=1).encode(),
-        _state_file(settings),
+        settings.transform_state_file,
     )
 
 
@@ -240,7 +232,7 @@ def remove_stale_runs(settings: Settings, keep: RunArea) -> list[Path]:
     """Delete staging areas of runs older than STAGING_RETENTION (failed runs, kept for triage)."""
     cutoff = (datetime.now(UTC) - STAGING_RETENTION).timestamp()
     removed = []
-    root = _staging_root(settings)
+    root = settings.transform_staging_dir
     for area in root.iterdir() if root.is_dir() else []:
         if area != keep.root and area.stat().st_mtime < cutoff:
             shutil.rmtree(area, ignore_errors=True)

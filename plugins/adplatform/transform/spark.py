@@ -11,6 +11,7 @@ import socket
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
+from adplatform.connections import spark_connect_url
 from adplatform.settings import Settings
 
 if TYPE_CHECKING:
@@ -57,14 +58,15 @@ class SparkConnectUnavailable(RuntimeError):
 
 
 def connect_session(settings: Settings, url: str | None = None) -> SparkSession:
-    """A Spark Connect session (no JVM in this process) on ``url`` (default: the settings'
-    server), with the transform's session configuration.
+    """A Spark Connect session (no JVM in this process) on ``url`` (an Airflow task passes the
+    one its connection resolves to; default: the settings' server), with the transform's
+    session configuration.
 
     The client retries an unreachable server for minutes before it gives up, so a server that
     is down is refused at once, by its URL, before any job work starts."""
     from pyspark.sql import SparkSession
 
-    url = url or settings.spark_connect_url
+    url = url or spark_connect_url(settings)
     address = urlparse(url)
     try:
         socket.create_connection((address.hostname, address.port or 15002), timeout=5).close()
