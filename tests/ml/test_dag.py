@@ -1,5 +1,6 @@
 """The ctr_model_training DAG end to end, in-process (dag.test()), against the real MLflow
-server: the first run promotes and pushes; a re-run on the same data stops at the gate."""
+server, reached only through the mlflow_default connection: the first run promotes and pushes;
+a re-run on the same data stops at the gate."""
 
 from __future__ import annotations
 
@@ -32,14 +33,39 @@ def _champion_events():
         )
 
 
+@pytest.fixture
+def monkeypatch_settings(monkeypatch):
+    """monkeypatch, and settings read afresh once it is undone."""
+    yield monkeypatch
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
 def test_the_dag_promotes_pushes_and_verifies_then_a_rerun_stops_at_the_gate(
-    airflow_db, stack_env, mlflow_server, gold
+    airflow_db, stack_env, mlflow_server, gold, monkeypatch_settings
 ):
+    monkeypatch = monkeypatch_settings
     client = registry.connect(gold)
     if registry.aliased_version(client, registry.CHAMPION):  # start as a first deployment
         client.delete_registered_model_alias(registry.MODEL_NAME, registry.CHAMPION)
     store = serving_store(gold)
     conf = {"end_date": "2026-03-05", "lookback_days": 4}
+
+    # mlflow_default is the tasks' only source of the tracking URI. On the old connection (a
+    # server that is gone) the run fails at its first MLflow task although the ADP_* settings
+    # name the live server; rotated, every run below succeeds although the settings now name
+    # the dead one.
+    dead = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail at once, not after minutes
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", Connection("http", host=dead).to_json())
+    old = run_dag("ctr_model_training", conf, retries=0)
+    states = _states(old)
+    assert old.state == "failed"
+    assert (states["build_features"], states["train"]) == ("success", "failed"), states
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", gold.connections()[MLFLOW].to_json())
+    monkeypatch.setenv("ADP_MLFLOW_TRACKING_URI", dead)
+    get_settings.cache_clear()
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
 
     first = run_dag("ctr_model_training", conf)
     states = _states(first)
@@ -64,34 +90,3 @@ def test_the_dag_promotes_pushes_and_verifies_then_a_rerun_stops_at_the_gate(
     assert _champion_events() == 1
     challenger = registry.aliased_version(client, registry.CHALLENGER)
     assert "not better than the champion" in challenger.tags["gate.reason"]
-
-
-def test_a_rotated_mlflow_connection_reaches_every_mlflow_task(
-    airflow_db, stack_env, mlflow_server, gold, monkeypatch
-):
-    """mlflow_default is the tasks' only source of the tracking URI: on the old connection (a
-    server that is gone) the run fails at its first MLflow task although the ADP_* settings name
-    the live server; rotated, every task succeeds although the settings now name the dead one."""
-    client = registry.connect(gold)
-    if registry.aliased_version(client, registry.CHAMPION):  # so the new run promotes and pushes
-        client.delete_registered_model_alias(registry.MODEL_NAME, registry.CHAMPION)
-    dead = f"http://127.0.0.1:{free_port()}"
-    conf = {"end_date": "2026-03-05", "lookback_days": 4}
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail at once, not after minutes
-    try:
-        monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", Connection("http", host=dead).to_json())
-        old = run_dag("ctr_model_training", conf, retries=0)
-        states = _states(old)
-        assert old.state == "failed"
-        assert (states["build_features"], states["train"]) == ("success", "failed"), states
-
-        monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", gold.connections()[MLFLOW].to_json())
-        monkeypatch.setenv("ADP_MLFLOW_TRACKING_URI", dead)
-        get_settings.cache_clear()
-        new = run_dag("ctr_model_training", conf)
-        states = _states(new)
-        assert new.state == "success", states
-        assert set(states.values()) == {"success"}, states
-    finally:
-        monkeypatch.undo()
-        get_settings.cache_clear()
