@@ -48,10 +48,11 @@ bench: setup ## Run every benchmark; results in benchmarks/results/
 soak: setup ## Ingest while 100 workers and 10 brokers are SIGKILLed; reconcile (not in CI)
 	$(BIN)/python -m benchmarks.soak --output benchmarks/results/soak.json
 
-lint: setup ## ruff check, ruff format --check, mypy
+lint: setup ## ruff check, ruff format --check, mypy, lint-imports (the layering contracts)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
 
 format: setup ## Rewrite files with ruff's formatter and fixes
 	$(BIN)/ruff format .

@@ -22,10 +22,10 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 
+from adplatform.testing.ctr_training import write_simulated_ctr_training
 from benchmarks.harness import Context, Result, timed
 from ml import pipeline
 from ml.data import LABEL
-from ml.simulated_gold import write_simulated_ctr_training
 from ml.train import TrainingParams, train_lightgbm
 
 REQUESTS_PER_DAY = 200_000  # about 155,000 impressions and 4,300 clicks a day

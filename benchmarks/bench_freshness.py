@@ -72,10 +72,6 @@ COUNTED_SQL = (
 )
 
 
-def _parse(timestamp: str | None) -> datetime | None:
-    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")) if timestamp else None
-
-
 def _load() -> float:
     return round(os.getloadavg()[0], 1)
 
@@ -103,36 +99,34 @@ class Run:
 def finished_runs(client: AirflowClient, dag_id: str, since: datetime) -> list[Run]:
     """Runs of ``dag_id`` that started after ``since`` and have finished, oldest first."""
     runs = []
-    for run in client.runs(dag_id, limit=500):
-        start, end = _parse(run.get("start_date")), _parse(run.get("end_date"))
+    for run in client.dag_runs.get_dag_runs(dag_id, limit=500, order_by=["-run_after"]).dag_runs:
+        start, end = run.start_date, run.end_date
         if start is None or end is None or start < since:
             continue
-        path = f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}/taskInstances"
-        instances = client.request("GET", path, params={"limit": 1000})["task_instances"]
+        instances = client.task_instances.get_task_instances(dag_id, run.dag_run_id, limit=1000)
         tasks = {
-            ti["task_id"] + (f"[{ti['map_index']}]" if ti["map_index"] >= 0 else ""): float(
-                ti.get("duration") or 0.0
+            ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else ""): float(
+                ti.duration or 0.0
             )
-            for ti in instances
+            for ti in instances.task_instances
         }
-        runs.append(Run(dag_id, run["dag_run_id"], start, end, tasks))
+        runs.append(Run(dag_id, run.dag_run_id, start, end, tasks))
     return sorted(runs, key=lambda r: r.start)
 
 
 def triggered_by(client: AirflowClient, run: Run) -> list[tuple[str, str]]:
     """(source DAG, source run) of the asset events that triggered ``run``."""
-    path = f"/dags/{run.dag_id}/dagRuns/{run.run_id}/upstreamAssetEvents"
-    events = client.request("GET", path)["asset_events"]
-    return [(e["source_dag_id"], e["source_run_id"]) for e in events if e.get("source_run_id")]
+    events = client.dag_runs.get_upstream_asset_events(run.dag_id, run.run_id).asset_events
+    return [(e.source_dag_id or "", e.source_run_id) for e in events if e.source_run_id]
 
 
 def upstream_of(client: AirflowClient, dag_id: str, task_id: str) -> set[str]:
     """``task_id`` and every task it waits for (the transform's training branch is not)."""
-    tasks = client.request("GET", f"/dags/{dag_id}/tasks")["tasks"]
+    tasks = client.tasks.get_tasks(dag_id).tasks
     upstream: dict[str, set[str]] = defaultdict(set)
     for task in tasks:
-        for downstream in task["downstream_task_ids"]:
-            upstream[downstream].add(task["task_id"])
+        for downstream in task.downstream_task_ids or []:
+            upstream[downstream].add(task.task_id or "")
     found, todo = set(), [task_id]
     while todo:
         task = todo.pop()

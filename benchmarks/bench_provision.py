@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from airflow_client.client import DAGPatchBody
+
 from adplatform.localstack import LocalStack, free_port
 from adplatform.provisioning.cluster import LocalCluster
 from adplatform.provisioning.commands import Command, helm_upgrade
@@ -55,7 +57,7 @@ def run(ctx: Context) -> list[Result]:
         client = stack.services["airflow"].client("platform-admin")
         approver = stack.services["airflow"].client("platform-approver")  # not the triggerer
         client.wait_for_dags([DAG])
-        client.set_paused(DAG, False)
+        client.dags.patch_dag(DAG, DAGPatchBody(is_paused=False))
 
         def bare_loop() -> None:
             for name in names:
@@ -80,7 +82,7 @@ def run(ctx: Context) -> list[Result]:
             )
             client.wait_for_input(DAG, run_id, "approve")
             approver.respond(DAG, run_id, "approve", "Approve")
-            state = client.wait_for_run(DAG, run_id, timeout=1800)["state"]
+            state = client.wait_for_run(DAG, run_id, timeout=1800).state.value
             if state != "success":
                 raise RuntimeError(f"{DAG} run {run_id} {state}: {client.task_states(DAG, run_id)}")
 

@@ -1,6 +1,6 @@
 """The report suite on chDB against DuckDB, on the same data in the same run.
 
-Data: 30 days of synthetic Gold hourly performance, 20M rows (adplatform.reporting.sample), and
+Data: 30 days of synthetic Gold hourly performance, 20M rows (adplatform.testing.gold_hourly), and
 20M raw events for a drill-down. chDB reads the published ClickHouse tables (the MergeTree fact
 with its projections, the dimensions); DuckDB, what an analyst would pick instead, reads the same
 rows loaded into its own tables. Both run the same report SQL files, only the parameter
@@ -40,7 +40,7 @@ from adplatform.events.catalog import COUNTRIES, DEVICES, build_catalog
 from adplatform.lakehouse.reference import write_reference_tables
 from adplatform.lakehouse.tables import GOLD_HOURLY_PERFORMANCE, REFERENCE_TABLES, reference_path
 from adplatform.reporting.reports import REPORTS, parse_request, report_window
-from adplatform.reporting.sample import write_sample_gold
+from adplatform.testing.gold_hourly import write_sample_gold
 from benchmarks.harness import Context, Result
 
 ROWS = 20_000_000

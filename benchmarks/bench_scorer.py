@@ -36,12 +36,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from adplatform.testing.ctr_training import write_simulated_ctr_training
 from benchmarks.harness import Context, Result, timed
 from ml import pipeline
 from ml.data import LABEL
 from ml.scorer import MODEL_FILE, SPEC_FILE, CtrScorer
 from ml.serving import publish
-from ml.simulated_gold import write_simulated_ctr_training
 from ml.store import LocalServingStore
 from ml.train import TrainingParams, train_lightgbm
 

@@ -1,17 +1,7 @@
-"""Compare every provisioned environment with the code: servers and Helm releases."""
-
-from datetime import timedelta
-
-from airflow.sdk import DAG, task
-
-from adplatform.orchestration import Owner, Tag, dag_defaults
-from adplatform.provisioning import flow
-from adplatform.provisioning.manifest import manifest_structure
-
-MANIFEST = manifest_structure()
-
-DOC = """
+"""
 ### platform_drift_check
+Compare every provisioned environment with the code: servers and Helm releases.
+
 Every six hours, for each provisioned environment: `tofu plan -detailed-exitcode` against the
 environment's state (exit code 2 means the servers drifted from the code), and for each Helm
 release: its chart version and values against `infra/platform.yaml` and `helm_values/`, a latest
@@ -29,20 +19,35 @@ through the alert webhook.
   connection and kubeconfig. Runbook: `infra/README.md`.
 """
 
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import DAG, task
+
+from adplatform.orchestration import Owner, Tag, dag_defaults
+from adplatform.provisioning.manifest import manifest_structure
+
+MANIFEST = manifest_structure()
+
 with DAG(
     dag_id="platform_drift_check",
     schedule=timedelta(hours=6),
     max_active_runs=1,
-    doc_md=DOC,
+    doc_md=__doc__,
     **dag_defaults(Owner.PLATFORM, Tag.PROVISIONING, execution_timeout=timedelta(minutes=30)),
 ) as dag:
 
     @task
     def report(environment: str) -> dict:
+        from adplatform.provisioning import flow
+
         return flow.drift_report(environment)
 
     @task
     def alert(reports: list) -> str:
+        from adplatform.provisioning import flow
+
         return flow.alert_on_drift(reports)
 
     alert(report.expand(environment=list(MANIFEST.environments)))

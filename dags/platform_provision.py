@@ -1,18 +1,7 @@
-"""Stand up or update the whole platform: plan, approve, apply, verify."""
-
-from datetime import timedelta
-
-from airflow.sdk import DAG, Param, TaskGroup, chain, task
-
-from adplatform.orchestration import Owner, Tag, dag_defaults
-from adplatform.provisioning import flow
-from adplatform.provisioning.approval import PlanApproval
-from adplatform.provisioning.manifest import manifest_structure
-
-MANIFEST = manifest_structure()  # one small file, re-read only when it changes
-
-DOC = """
+"""
 ### platform_provision
+Stand up or update the whole platform: plan, approve, apply, verify.
+
 Stands up (or brings back in line) one environment of the self-hosted platform from
 `infra/platform.yaml`: servers (OpenTofu), node preparation and K3s (Ansible over SSH), then the
 Helm releases wave by wave, each wave gated by its health checks, then smoke checks.
@@ -50,11 +39,23 @@ fails without a retry and later waves do not start.
   Runbook: `infra/README.md`.
 """
 
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import DAG, Param, TaskGroup, chain, task
+
+from adplatform.orchestration import Owner, Tag, dag_defaults
+from adplatform.provisioning.approval import PlanApproval
+from adplatform.provisioning.manifest import manifest_structure
+
+MANIFEST = manifest_structure()  # one small file, re-read only when it changes
+
 with DAG(
     dag_id="platform_provision",
     schedule=None,
     max_active_runs=1,
-    doc_md=DOC,
+    doc_md=__doc__,
     params={
         "environment": Param(
             "local", enum=list(MANIFEST.environments), description="Where to provision."
@@ -81,6 +82,8 @@ with DAG(
 
     @task
     def validate(params: dict | None = None) -> dict:
+        from adplatform.provisioning import flow
+
         assert params is not None
         return flow.validate_request(
             params["environment"], params["cloud_provider"], params["components"], params["dry_run"]
@@ -88,12 +91,15 @@ with DAG(
 
     @task
     def plan(request: dict, run_id: str | None = None) -> dict:
+        from adplatform.provisioning import flow
+
         return flow.plan(request, run_id or "")
 
     @task
     def apply(request: dict, planned: dict, run_id: str | None = None) -> list:
         from airflow.sdk import get_current_context
 
+        from adplatform.provisioning import flow
         from adplatform.provisioning.approval import recorded_approval
 
         approval, triggered_by = recorded_approval(get_current_context())
@@ -101,34 +107,50 @@ with DAG(
 
     @task
     def wait_for_ssh(request: dict, nodes: list) -> dict:
+        from adplatform.provisioning import flow
+
         return flow.wait_for_ssh(request, nodes)
 
     @task
     def prepare_nodes(request: dict, nodes: list) -> dict:
+        from adplatform.provisioning import flow
+
         return flow.run_playbook(request, nodes, "node_prepare.yml")
 
     @task
     def install_k3s(request: dict, nodes: list) -> dict:
+        from adplatform.provisioning import flow
+
         return flow.run_playbook(request, nodes, "k3s.yml")
 
     @task
     def store_kubeconfig(request: dict, nodes: list) -> str:
+        from adplatform.provisioning import flow
+
         return flow.store_kubeconfig(request, nodes)
 
     @task
     def store_cloud_secret(request: dict) -> str:
+        from adplatform.provisioning import flow
+
         return flow.store_cloud_secret(request)
 
     @task
     def deploy(request: dict, wave: list, run_id: str | None = None) -> list:
+        from adplatform.provisioning import flow
+
         return flow.deploy_wave(request, wave, run_id or "")
 
     @task
     def health_gate(request: dict, wave: list, steps: list, run_id: str | None = None) -> list:
+        from adplatform.provisioning import flow
+
         return flow.gate_wave(request, wave, steps, run_id or "")
 
     @task
     def smoke_checks(request: dict) -> list:
+        from adplatform.provisioning import flow
+
         return flow.smoke(request)
 
     request = validate()

@@ -1,19 +1,7 @@
-"""Upgrade one platform component, with a health gate and automatic rollback."""
-
-from datetime import timedelta
-
-from airflow.sdk import DAG, Param, task
-from airflow.sdk.exceptions import AirflowFailException
-
-from adplatform.orchestration import Owner, Tag, dag_defaults
-from adplatform.provisioning import flow
-from adplatform.provisioning.approval import PlanApproval
-from adplatform.provisioning.manifest import manifest_structure
-
-MANIFEST = manifest_structure()
-
-DOC = """
+"""
 ### platform_upgrade
+Upgrade one platform component, with a health gate and automatic rollback.
+
 Upgrades one component of `infra/platform.yaml` to a target chart version: pre-flight (the
 version exists in its chart repository, the step is allowed by the component's upgrade policy;
 the diff of the manifests `helm template` renders for the current and the target version) →
@@ -40,11 +28,23 @@ failed look renders the rollback it would run.
   details say which workload was unhealthy. Runbook: `infra/README.md`.
 """
 
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import DAG, Param, task
+
+from adplatform.orchestration import Owner, Tag, dag_defaults
+from adplatform.provisioning.approval import PlanApproval
+from adplatform.provisioning.manifest import manifest_structure
+
+MANIFEST = manifest_structure()
+
 with DAG(
     dag_id="platform_upgrade",
     schedule=None,
     max_active_runs=1,
-    doc_md=DOC,
+    doc_md=__doc__,
     params={
         "environment": Param("local", enum=list(MANIFEST.environments)),
         "component": Param("clickhouse", enum=list(MANIFEST.components)),
@@ -62,6 +62,8 @@ with DAG(
 
     @task
     def preflight(params: dict | None = None) -> dict:
+        from adplatform.provisioning import flow
+
         assert params is not None
         return flow.upgrade_preflight(
             params["environment"], params["component"], params["target_version"], params["dry_run"]
@@ -71,6 +73,7 @@ with DAG(
     def backup(checks: dict, ts_nodash: str | None = None) -> dict:
         from airflow.sdk import get_current_context
 
+        from adplatform.provisioning import flow
         from adplatform.provisioning.approval import recorded_approval
 
         flow.require_approval(*recorded_approval(get_current_context()))
@@ -80,6 +83,7 @@ with DAG(
     def upgrade(checks: dict) -> dict:
         from airflow.sdk import get_current_context
 
+        from adplatform.provisioning import flow
         from adplatform.provisioning.approval import recorded_approval
 
         flow.require_approval(*recorded_approval(get_current_context()))
@@ -87,6 +91,8 @@ with DAG(
 
     @task
     def health_gate(checks: dict, upgraded: dict) -> dict:
+        from adplatform.provisioning import flow
+
         return flow.upgrade_gate(checks, upgraded)
 
     @task.branch
@@ -95,17 +101,23 @@ with DAG(
 
     @task
     def rollback(checks: dict) -> dict:
+        from adplatform.provisioning import flow
+
         return flow.upgrade_rollback(checks)
 
     @task(trigger_rule="none_failed_min_one_success")
     def record(checks: dict, gate: dict, run_id: str | None = None) -> dict:
         from airflow.sdk import get_current_context
 
+        from adplatform.provisioning import flow
+
         rolled_back = get_current_context()["ti"].xcom_pull(task_ids="rollback")
         return flow.upgrade_record(checks, gate, rolled_back, run_id or "")
 
     @task
     def verdict(entry: dict) -> str:
+        from airflow.sdk.exceptions import AirflowFailException
+
         if not entry["health"]["healthy"]:
             # Deterministic: a retry would only repeat the verdict and delay the alert.
             raise AirflowFailException(

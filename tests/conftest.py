@@ -129,7 +129,7 @@ GOLD_REQUESTS_PER_DAY = 60_000
 @pytest.fixture(scope="session")
 def gold(stack_settings: Settings) -> Settings:
     """Four simulated days of Gold CTR training data under the session's data root."""
-    from ml.simulated_gold import write_simulated_ctr_training
+    from adplatform.testing.ctr_training import write_simulated_ctr_training
 
     write_simulated_ctr_training(stack_settings, GOLD_FIRST_DAY, GOLD_DAYS, GOLD_REQUESTS_PER_DAY)
     return stack_settings

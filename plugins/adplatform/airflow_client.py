@@ -1,6 +1,11 @@
-"""A small client for Airflow 3's REST API (v2): what the demo, the CLI and the tests need.
+"""Airflow's REST API for the demo, the CLI, the benchmarks and the tests: the official client
+(``apache-airflow-client``, of the server's version) logged in as one user, plus the waits its
+generated API has no call for.
 
-It logs in through ``POST /auth/token`` (JWT) and refreshes the token when it expires.
+Calls go straight to the generated API classes (``client.dag_runs.get_dag_run(...)``); a refusal
+raises the client's ``ApiException`` with the HTTP status in ``status``. Airflow 3 hands out a
+JWT at ``POST /auth/token`` (the auth manager's endpoint, outside the versioned API), which the
+client sends as its bearer token: it logs in on the first call and again when a token is refused.
 """
 
 from __future__ import annotations
@@ -11,154 +16,196 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-import httpx
+import urllib3
+from airflow_client.client import (
+    ApiClient,
+    AssetApi,
+    Configuration,
+    ConnectionApi,
+    DAGApi,
+    DagRunApi,
+    HITLDetail,
+    HITLDetailResponse,
+    ImportErrorApi,
+    TaskApi,
+    TaskInstanceApi,
+    TriggerDAGRunPostBody,
+    UpdateHITLDetailPayload,
+    XComApi,
+)
+from airflow_client.client.models.dag_run_response import DAGRunResponse
+from airflow_client.client.rest import RESTResponse
 
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+POLL_SECONDS = 2
 
 
 class AirflowApiError(RuntimeError):
-    """The API refused a request (``status_code``: the HTTP status), or a wait ran out."""
+    """Airflow is unreachable, refused the login, or a wait ran out."""
 
-    def __init__(self, message: str, status_code: int | None = None) -> None:
-        super().__init__(message)
-        self.status_code = status_code
+
+class _LoggedInApiClient(ApiClient):
+    """The generated ApiClient with a login, a default timeout and one error for an absent
+    server. A read that times out (a GET on a busy machine) is tried again by urllib3."""
+
+    def __init__(self, url: str, username: str, password: str, timeout: float) -> None:
+        configuration = Configuration(host=url)
+        # Only reads and failed connections are retried: a POST is never sent twice.
+        configuration.retries = urllib3.Retry(total=2, status=0, backoff_factor=2)
+        super().__init__(configuration)
+        self.url = url
+        self.timeout = timeout
+        self._credentials = {"username": username, "password": password}
+
+    def _login(self) -> None:
+        response = self._send(
+            "POST",
+            f"{self.url}/auth/token",
+            {"Content-Type": "application/json"},
+            self._credentials,
+            None,
+        )
+        text = response.read().decode(errors="replace")
+        if response.status >= 400:
+            raise AirflowApiError(
+                f"Airflow at {self.url} refused the login of "
+                f"{self._credentials['username']!r} ({response.status}): {text}"
+            )
+        self.configuration.access_token = json.loads(text)["access_token"]
+
+    def _send(
+        self, method: str, url: str, headers: Any, body: Any, timeout: Any, post_params: Any = None
+    ) -> RESTResponse:
+        try:
+            return self.rest_client.request(
+                method,
+                url,
+                headers=headers,
+                body=body,
+                post_params=post_params,
+                _request_timeout=timeout or self.timeout,
+            )
+        except urllib3.exceptions.HTTPError as error:
+            reason = getattr(error, "reason", None) or error
+            raise AirflowApiError(
+                f"Airflow at {self.url} did not answer ({reason}): is the stack up? "
+                "Start it with `make up`; `make status` shows each service's health"
+            ) from error
+
+    def param_serialize(self, *args: Any, **kwargs: Any) -> Any:
+        if self.configuration.access_token is None:
+            self._login()
+        return super().param_serialize(*args, **kwargs)
+
+    def call_api(
+        self,
+        method: str,
+        url: str,
+        header_params: Any = None,
+        body: Any = None,
+        post_params: Any = None,
+        _request_timeout: Any = None,
+    ) -> RESTResponse:
+        response = self._send(method, url, header_params, body, _request_timeout, post_params)
+        if response.status == 401:  # the token expired (or the server restarted): log in again
+            self._login()
+            headers = {**(header_params or {})}
+            headers["Authorization"] = f"Bearer {self.configuration.access_token}"
+            response = self._send(method, url, headers, body, _request_timeout, post_params)
+        return response
 
 
 class AirflowClient:
+    """One user's session: the generated API classes as attributes, and our waits."""
+
     def __init__(self, base_url: str, username: str, password: str, timeout: float = 30) -> None:
         self.base_url = base_url.rstrip("/")
-        self._credentials = {"username": username, "password": password}
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
-        self._token: str | None = None
+        self.api_client = _LoggedInApiClient(self.base_url, username, password, timeout)
+        self.dags = DAGApi(self.api_client)
+        self.dag_runs = DagRunApi(self.api_client)
+        self.task_instances = TaskInstanceApi(self.api_client)
+        self.tasks = TaskApi(self.api_client)
+        self.xcoms = XComApi(self.api_client)
+        self.assets = AssetApi(self.api_client)
+        self.connections = ConnectionApi(self.api_client)
+        self.import_errors = ImportErrorApi(self.api_client)
 
-    def _login(self) -> None:
-        response = self._http.post("/auth/token", json=self._credentials)
-        if response.status_code >= 400:
-            raise AirflowApiError(
-                f"Airflow at {self.base_url} refused the login of "
-                f"{self._credentials['username']!r} ({response.status_code}): {response.text}"
-            )
-        self._token = response.json()["access_token"]
+    # -- reads the generated API returns in a shape too raw to use as is -------------------
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Call ``/api/v2{path}``; raise AirflowApiError with the server's detail on errors."""
-        for attempt in range(2):
-            if self._token is None:
-                self._login()
-            response = self._send(method, f"/api/v2{path}", kwargs)
-            if response.status_code == 401 and attempt == 0:  # expired token: log in again
-                self._token = None
-                continue
-            break
-        if response.status_code >= 400:
-            raise AirflowApiError(
-                f"{method} {path} → {response.status_code}: {response.text[:2000]}",
-                response.status_code,
-            )
-        return response.json() if response.content else None
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        instances = self.task_instances.get_task_instances(dag_id, run_id, limit=1000)
+        return {
+            ti.task_id: (ti.state.value if ti.state else None) for ti in instances.task_instances
+        }
 
-    def _send(self, method: str, url: str, kwargs: dict[str, Any]) -> httpx.Response:
-        """One request; a GET (which changes nothing) is tried again when the server is too busy
-        to answer in time, as the waits' polls are on a loaded machine."""
-        headers = {"Authorization": f"Bearer {self._token}"}
-        for _ in range(2 if method == "GET" else 0):
-            try:
-                return self._http.request(method, url, headers=headers, **kwargs)
-            except httpx.TimeoutException:
-                time.sleep(2)
-        return self._http.request(method, url, headers=headers, **kwargs)
+    def xcom(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        key: str = "return_value",
+        map_index: int | None = None,
+    ) -> Any:
+        """A task's XCom (by default its return value), as JSON."""
+        entry = self.xcoms.get_xcom_entry(dag_id, task_id, run_id, key, map_index=map_index)
+        return entry.actual_instance.value  # type: ignore[union-attr]
 
-    # -- DAGs ------------------------------------------------------------------------------
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+        """One try of a task's log: its structured records, one JSON object a line."""
+        log = self.task_instances.get_log(dag_id, run_id, task_id, try_number, full_content=True)
+        lines = log.content.actual_instance or []
+        return "\n".join(line if isinstance(line, str) else line.to_json() for line in lines)
 
-    def dag_ids(self) -> set[str]:
-        dags = self.request("GET", "/dags", params={"limit": 1000})["dags"]
-        return {dag["dag_id"] for dag in dags}
-
-    def import_errors(self) -> list[dict[str, Any]]:
-        return list(self.request("GET", "/importErrors")["import_errors"])
-
-    def set_paused(self, dag_id: str, paused: bool) -> None:
-        self.request("PATCH", f"/dags/{dag_id}", json={"is_paused": paused})
+    # -- waits ------------------------------------------------------------------------------
 
     def wait_for_dags(self, dag_ids: Iterable[str], timeout: float = 180) -> None:
         """Wait until the DAG processor has parsed every one of ``dag_ids``."""
         wanted = set(dag_ids)
         deadline = time.monotonic() + timeout
         while True:
-            missing = wanted - self.dag_ids()
+            missing = wanted - {dag.dag_id for dag in self.dags.get_dags(limit=1000).dags}
             if not missing:
                 return
-            errors = self.import_errors()
+            errors = self.import_errors.get_import_errors().import_errors
             if errors:
                 raise AirflowApiError(
                     "DAG import errors: "
-                    + "; ".join(f"{e['filename']}: {e['stack_trace'][-300:]}" for e in errors)
+                    + "; ".join(f"{e.filename}: {(e.stack_trace or '')[-300:]}" for e in errors)
                 )
             if time.monotonic() > deadline:
                 raise AirflowApiError(f"DAGs not parsed after {timeout:.0f}s: {sorted(missing)}")
-            time.sleep(2)
-
-    # -- runs ------------------------------------------------------------------------------
+            time.sleep(POLL_SECONDS)
 
     def trigger(
         self, dag_id: str, conf: dict[str, Any] | None = None, *, run_after: datetime | None = None
     ) -> str:
         """Create a manual run (with ``conf`` as its params); it starts no earlier than
         ``run_after`` (default: now)."""
-        body: dict[str, Any] = {"logical_date": None, "conf": conf or {}}
+        body = TriggerDAGRunPostBody(logical_date=None, conf=conf or {})
         if run_after is not None:
-            body["run_after"] = run_after.isoformat()
-        run = self.request("POST", f"/dags/{dag_id}/dagRuns", json=body)
-        return str(run["dag_run_id"])
+            body.run_after = run_after
+        return self.dag_runs.trigger_dag_run(dag_id, body).dag_run_id
 
-    def delete_run(self, dag_id: str, run_id: str) -> None:
-        self.request("DELETE", f"/dags/{dag_id}/dagRuns/{run_id}")
-
-    def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
-        return dict(self.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}"))
-
-    def runs(self, dag_id: str, limit: int = 100) -> list[dict[str, Any]]:
-        return list(
-            self.request(
-                "GET",
-                f"/dags/{dag_id}/dagRuns",
-                params={"limit": limit, "order_by": "-run_after"},
-            )["dag_runs"]
-        )
-
-    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
-        instances = self.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
-        return {ti["task_id"]: ti["state"] for ti in instances["task_instances"]}
-
-    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
-        """A task's XCom (by default its return value), as JSON."""
-        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
-        return self.request("GET", path)["value"]
-
-    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
-        """One try of a task's log: its structured records, one JSON object a line."""
-        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
-        content = self.request("GET", path, params={"full_content": True})["content"]
-        return "\n".join(json.dumps(entry) for entry in content)
-
-    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600) -> dict[str, Any]:
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600) -> DAGRunResponse:
         """Poll a run until it succeeds or fails; returns the final run."""
         deadline = time.monotonic() + timeout
         while True:
-            run = self.run(dag_id, run_id)
-            if run["state"] in TERMINAL_RUN_STATES:
+            run = self.dag_runs.get_dag_run(dag_id, run_id)
+            if run.state.value in TERMINAL_RUN_STATES:
                 return run
             if time.monotonic() > deadline:
                 raise AirflowApiError(
-                    f"{dag_id} run {run_id} still {run['state']} after {timeout:.0f}s; "
+                    f"{dag_id} run {run_id} still {run.state.value} after {timeout:.0f}s; "
                     f"tasks: {self.task_states(dag_id, run_id)}"
                 )
-            time.sleep(2)
+            time.sleep(POLL_SECONDS)
+
+    def trigger_and_wait(
+        self, dag_id: str, conf: dict[str, Any] | None = None, timeout: float = 600
+    ) -> DAGRunResponse:
+        return self.wait_for_run(dag_id, self.trigger(dag_id, conf), timeout)
 
     # -- human-in-the-loop (approvals) -----------------------------------------------------
-
-    def _hitl_path(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
-        return f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/hitlDetails"
 
     def wait_for_input(
         self,
@@ -168,7 +215,7 @@ class AirflowClient:
         map_index: int = -1,
         timeout: float = 600,
         settle: float = 15.0,
-    ) -> dict[str, Any]:
+    ) -> HITLDetail:
         """Wait until a human-in-the-loop task asks for input; returns its request (subject,
         body, options). Raises if the task finishes without asking.
 
@@ -182,9 +229,7 @@ class AirflowClient:
             state = self.task_states(dag_id, run_id).get(task_id)
             if state == "awaiting_input":
                 time.sleep(settle)
-                return dict(
-                    self.request("GET", self._hitl_path(dag_id, run_id, task_id, map_index))
-                )
+                return self.task_instances.get_hitl_detail(dag_id, run_id, task_id, map_index)
             if state in {"success", "failed", "skipped", "upstream_failed", "removed"}:
                 raise AirflowApiError(f"{dag_id}.{task_id} ended {state} without asking for input")
             if time.monotonic() > deadline:
@@ -192,31 +237,19 @@ class AirflowClient:
                     f"{dag_id}.{task_id} in run {run_id} not awaiting input after "
                     f"{timeout:.0f}s (state {state}); tasks: {self.task_states(dag_id, run_id)}"
                 )
-            time.sleep(2)
+            time.sleep(POLL_SECONDS)
 
     def respond(
         self, dag_id: str, run_id: str, task_id: str, *options: str, map_index: int = -1
-    ) -> dict[str, Any]:
+    ) -> HITLDetailResponse:
         """Answer a human-in-the-loop task, e.g. ``respond(dag, run, "approve", "Approve")``."""
-        return dict(
-            self.request(
-                "PATCH",
-                self._hitl_path(dag_id, run_id, task_id, map_index),
-                json={"chosen_options": list(options)},
-            )
+        return self.task_instances.update_hitl_detail(
+            dag_id,
+            run_id,
+            task_id,
+            map_index,
+            UpdateHITLDetailPayload(chosen_options=list(options)),
         )
 
-    # -- connections -----------------------------------------------------------------------
-
-    def set_connection(self, conn_id: str, conn_type: str, **fields: Any) -> None:
-        """Create the connection, or replace its fields when it exists (idempotent)."""
-        body = {"connection_id": conn_id, "conn_type": conn_type, **fields}
-        try:
-            self.request("POST", "/connections", json=body)
-        except AirflowApiError as error:
-            if error.status_code != 409:
-                raise
-            self.request("PATCH", f"/connections/{conn_id}", json=body)
-
     def close(self) -> None:
-        self._http.close()
+        self.api_client.rest_client.pool_manager.clear()

@@ -32,7 +32,6 @@ class _Cli(click.Group):
     """Turns the platform's own exceptions into one-line errors instead of stack traces."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from adplatform.airflow_client import AirflowApiError
         from adplatform.broker import BrokerUnreachable
         from adplatform.clickhouse.client import ClickHouseError
         from adplatform.connections import ConnectionConfigError
@@ -57,7 +56,6 @@ class _Cli(click.Group):
             ConnectionConfigError,
             ReportError,
             IngestError,
-            AirflowApiError,
             DemoError,
         ) as error:
             console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
@@ -518,14 +516,24 @@ def demo(requests_: int, seed: int, timeout: float) -> None:
     transform and gates, ClickHouse publish, reports and CTR training through their Assets,
     shows them live, and ends with a reconciled summary. Run it again to add the previous day.
     """
-    from adplatform.demo import run_demo
+    from airflow_client.client.exceptions import ApiException
+
+    from adplatform.airflow_client import AirflowApiError
+    from adplatform.demo import DemoError, run_demo
     from adplatform.localstack import AirflowServices, StackError
 
     settings = get_settings()
     airflow = AirflowServices(settings)
     if not airflow.healthy():
         raise StackError(f"Airflow is not running at {airflow.url}: start the stack with `make up`")
-    run_demo(settings, airflow.client(), requests_, seed, timeout)
+    try:
+        run_demo(settings, airflow.client(), requests_, seed, timeout)
+    except AirflowApiError as error:  # unreachable, login refused, a wait ran out
+        raise DemoError(str(error)) from error
+    except ApiException as error:  # the REST API refused a call
+        raise DemoError(
+            f"Airflow refused a request ({error.status} {error.reason}): {error.body}"
+        ) from error
 
 
 @cli.group()

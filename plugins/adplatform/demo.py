@@ -16,17 +16,21 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from adplatform.airflow_client import AirflowClient
 from adplatform.connections import kafka_client_config
 from adplatform.events.generator import yesterday_utc
 from adplatform.localstack import JUPYTERHUB_USER, password_file
 from adplatform.settings import Settings
+
+if TYPE_CHECKING:
+    from airflow_client.client import DAGRunResponse
+
+    from adplatform.airflow_client import AirflowClient
 
 # In data-flow order; the demo waits for each to have run on the new data.
 LAKEHOUSE_DAGS = (
@@ -100,35 +104,32 @@ class Watcher:
     def __init__(self, client: AirflowClient, since: datetime) -> None:
         self.client = client
         self.since = since
-        self.runs: dict[str, list[dict[str, Any]]] = {}
+        self.runs: dict[str, list[DAGRunResponse]] = {}
         self.tasks: dict[str, dict[str, str | None]] = {}
 
     def poll(self) -> None:
         for dag_id in LAKEHOUSE_DAGS:
-            runs = [
-                r
-                for r in self.client.runs(dag_id, limit=20)
-                if _parse(r.get("queued_at") or r["run_after"]) >= self.since
-            ]
+            latest = self.client.dag_runs.get_dag_runs(dag_id, limit=20, order_by=["-run_after"])
+            runs = [r for r in latest.dag_runs if (r.queued_at or r.run_after) >= self.since]
             self.runs[dag_id] = runs
             if runs:
-                self.tasks[dag_id] = self.client.task_states(dag_id, runs[0]["dag_run_id"])
+                self.tasks[dag_id] = self.client.task_states(dag_id, runs[0].dag_run_id)
 
     def failures(self) -> list[str]:
         found = []
         for dag_id, runs in self.runs.items():
             for run in runs:
-                if run["state"] == "failed":
-                    states = self.client.task_states(dag_id, run["dag_run_id"])
+                if run.state == "failed":
+                    states = self.client.task_states(dag_id, run.dag_run_id)
                     failed = [t for t, s in states.items() if s == "failed"]
-                    found.append(f"{dag_id} run {run['dag_run_id']}: failed task(s) {failed}")
+                    found.append(f"{dag_id} run {run.dag_run_id}: failed task(s) {failed}")
         return found
 
     def busy(self) -> bool:
-        return any(r["state"] in ACTIVE_STATES for runs in self.runs.values() for r in runs)
+        return any(r.state in ACTIVE_STATES for runs in self.runs.values() for r in runs)
 
     def succeeded(self, dag_id: str) -> bool:
-        return any(r["state"] == "success" for r in self.runs.get(dag_id, []))
+        return any(r.state == "success" for r in self.runs.get(dag_id, []))
 
     def table(self, lag: int | None) -> Table:
         table = Table("DAG", "runs", "latest", "running now", "took", title="lakehouse DAGs")
@@ -139,11 +140,12 @@ class Watcher:
                 continue
             latest = runs[0]
             running = [t for t, s in self.tasks.get(dag_id, {}).items() if s == "running"]
-            colour = {"success": "green", "failed": "red"}.get(latest["state"], "yellow")
+            state = latest.state.value
+            colour = {"success": "green", "failed": "red"}.get(state, "yellow")
             table.add_row(
                 dag_id,
                 str(len(runs)),
-                f"[{colour}]{latest['state']}[/]",
+                f"[{colour}]{state}[/]",
                 ", ".join(running),
                 _took(latest),
             )
@@ -152,15 +154,11 @@ class Watcher:
         return table
 
 
-def _parse(timestamp: str) -> datetime:
-    return datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-
-
-def _took(run: dict[str, Any]) -> str:
-    if not run.get("start_date"):
+def _took(run: DAGRunResponse) -> str:
+    if not run.start_date:
         return ""
-    end = _parse(run["end_date"]) if run.get("end_date") else datetime.now(UTC)
-    return f"{(end - _parse(run['start_date'])).total_seconds():.0f}s"
+    end = run.end_date or datetime.now(UTC)
+    return f"{(end - run.start_date).total_seconds():.0f}s"
 
 
 def ingest_lag(settings: Settings) -> int:
@@ -291,9 +289,11 @@ def run_demo(
     start = state.next_day(settings.max_event_age_days)
     with console.status("preparing topics, reference data and ClickHouse..."):
         prepare(settings, seed)
+        from airflow_client.client import DAGPatchBody
+
         client.wait_for_dags(LAKEHOUSE_DAGS)
         for dag_id in LAKEHOUSE_DAGS:
-            client.set_paused(dag_id, False)
+            client.dags.patch_dag(dag_id, DAGPatchBody(is_paused=False))
     entry = next((d for d in state.days if d["start"] == start.isoformat()), None)
     if entry is None:
         entry = {"start": start.isoformat(), "seed": seed, "requests": requests, "produced": False}

@@ -28,11 +28,14 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from adplatform.airflow_client import AirflowClient
 from adplatform.clickhouse.client import POOL as CLICKHOUSE_POOL
 from adplatform.orchestration import SPARK_POOL, SPARK_POOL_SLOTS, Role
-from adplatform.settings import REPO_ROOT, Settings
+from adplatform.settings import REPO_ROOT, Settings, repo_path
+
+if TYPE_CHECKING:
+    from adplatform.airflow_client import AirflowClient
 
 TOOLS_DIR = REPO_ROOT / ".tools"
 KAFKA_POM = REPO_ROOT / "infra" / "local" / "kafka" / "pom.xml"
@@ -576,6 +579,8 @@ class AirflowServices(Service):
 
     def client(self, user: str = "admin") -> AirflowClient:
         """A REST client logged in as one of the local users (AIRFLOW_USERS)."""
+        from adplatform.airflow_client import AirflowClient  # seconds to import: only when used
+
         return AirflowClient(self.url, user, password_file(self.home, user).read_text().strip())
 
     def prepare(self) -> None:
@@ -782,7 +787,7 @@ def airflow_environment(settings: Settings) -> dict[str, str]:
     home = settings.airflow_dir
     return {
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(repo_path("dags")),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         # FAB's auth manager: roles with per-DAG access control (platform-admin, analyst).

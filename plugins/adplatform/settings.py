@@ -23,7 +23,33 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "ADP_"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _repo_root() -> Path:
+    """The checkout whose top-level dags/, infra/ and helm_values/ the local stack and the
+    provisioning steps read: ADP_REPO_ROOT, else the checkout this package is installed from in
+    editable mode (plugins/adplatform/ sits two levels below it), else the working directory."""
+    configured = os.environ.get(f"{ENV_PREFIX}REPO_ROOT")
+    if configured:
+        return Path(configured).resolve()
+    checkout = Path(__file__).resolve().parents[2]
+    return checkout if (checkout / "infra" / "platform.yaml").is_file() else Path.cwd()
+
+
+REPO_ROOT = _repo_root()
+
+
+def repo_path(*parts: str) -> Path:
+    """A file or folder of the checkout (REPO_ROOT), refused clearly when it is not there."""
+    path = REPO_ROOT.joinpath(*parts)
+    if not path.exists():
+        raise SettingsError(
+            f"{'/'.join(parts)} not found in {REPO_ROOT}: it is part of the adplatform checkout, "
+            f"not of the installed package; run from the checkout or set {ENV_PREFIX}REPO_ROOT to it"
+        )
+    return path
+
+
 # The environments of infra/platform.yaml (its loader checks that the two agree).
 PLATFORM_ENVIRONMENTS = ("local", "staging", "production")
 # Under the lake root, the ingest commit logs (adplatform.ingest.commitlog); the leading '_'
@@ -141,6 +167,9 @@ class Settings(BaseSettings):
     ingest_instance_id: str = ""
     ingest_batch_events: int = Field(100_000, ge=1)
     ingest_batch_seconds: float = Field(10.0, gt=0)
+
+    # The checkout (dags/, infra/, helm_values/); read once, at import, as REPO_ROOT.
+    repo_root: Path = REPO_ROOT
 
     # Where failure alerts are POSTed (Slack-compatible JSON); empty: alerts are only logged.
     alert_webhook_url: SecretStr = SecretStr("")

@@ -13,12 +13,12 @@ import pytest
 from adplatform.lakehouse.io import atomic_write_parquet
 from adplatform.lakehouse.tables import GOLD_CTR_TRAINING
 from adplatform.settings import Settings
+from adplatform.testing.ctr_training import simulated_day
 from ml.data import LABEL, ORACLE, load_training_set
 from ml.errors import TrainingDataError
 from ml.features import training_matrix
 from ml.metrics import evaluate
 from ml.scorer import ServingModel
-from ml.simulated_gold import simulated_day
 from ml.train import HashedLogisticBaseline
 from tests.ml.conftest import DAYS, DELAY
 

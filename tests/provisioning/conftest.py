@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from airflow_client.client import ConnectionBody, DAGPatchBody
+from airflow_client.client.exceptions import ConflictException
 
 from adplatform.airflow_client import AirflowClient
 from adplatform.localstack import LocalStack
@@ -335,10 +337,16 @@ def admin(
 def platform_admin(admin: AirflowClient, local_stack: LocalStack) -> Iterator[AirflowClient]:
     """The platform-admin user, with the provisioning DAGs unpaused and a placeholder Hetzner
     token (a plan that only creates servers never sends it)."""
-    admin.set_connection("hcloud_default", "generic", password="0" * 64)
+    placeholder = ConnectionBody(
+        connection_id="hcloud_default", conn_type="generic", password="0" * 64
+    )
+    try:
+        admin.connections.post_connection(placeholder)
+    except ConflictException:  # set by an earlier module of the session
+        admin.connections.patch_connection(placeholder.connection_id, placeholder)
     client = local_stack.services["airflow"].client("platform-admin")
     for dag_id in (PROVISION, UPGRADE):
-        client.set_paused(dag_id, False)
+        client.dags.patch_dag(dag_id, DAGPatchBody(is_paused=False))
     yield client
     client.close()
 

@@ -16,8 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from airflow_client.client import PatchTaskInstanceBody, TaskInstanceState
+from airflow_client.client.exceptions import ApiException
 
-from adplatform.airflow_client import AirflowApiError, AirflowClient
+from adplatform.airflow_client import AirflowClient
 from adplatform.localstack import LocalStack
 from adplatform.provisioning.manifest import load_manifest
 from adplatform.settings import Settings
@@ -69,7 +71,7 @@ def dry_run_upgrade(
     )
     request = client.wait_for_input(UPGRADE, run_id, "approve")
     approver.respond(UPGRADE, run_id, "approve", "Approve")
-    return run_id, client.wait_for_run(UPGRADE, run_id)["state"], request
+    return run_id, client.wait_for_run(UPGRADE, run_id).state, request
 
 
 def recorded(settings: Settings, environment: str, run_id: str) -> dict:
@@ -89,9 +91,9 @@ def test_a_dry_run_waits_for_another_admins_approval_then_walks_every_wave(
     )
 
     request = platform_admin.wait_for_input(PROVISION, run_id, "approve")
-    assert request["subject"] == "Apply the platform plan for staging?"
-    assert request["options"] == ["Approve", "Reject"]
-    body = request["body"]
+    assert request.subject == "Apply the platform plan for staging?"
+    assert request.options == ["Approve", "Reject"]
+    body = request.body or ""
     assert "DRY RUN: nothing will change" in body
     assert '+ module.cluster.hcloud_server.node["staging-server-1"]' in body
     # What changes, attribute by attribute (tofu show) and values line by line, per release.
@@ -101,16 +103,16 @@ def test_a_dry_run_waits_for_another_admins_approval_then_walks_every_wave(
     assert f"/plans/{run_id.replace(':', '_').replace('+', '_')}/hcloud.tfplan" in body
     assert f"sha256: {planned['plan_sha256']}" in body
     assert "May approve: platform-approver (not platform-admin, who triggered this run)" in body
-    assert [user["name"] for user in request["assigned_users"]] == ["platform-approver"]
+    assert [user.name for user in request.assigned_users or []] == ["platform-approver"]
     assert platform_admin.task_states(PROVISION, run_id)["apply"] is None  # nothing ran past it
     for refused_user in (analyst, platform_admin):  # not allowed; the triggering user
-        with pytest.raises(AirflowApiError) as refused:
+        with pytest.raises(ApiException) as refused:
             refused_user.respond(PROVISION, run_id, "approve", "Approve")
-        assert refused.value.status_code == 403
+        assert refused.value.status == 403
 
     answer = platform_approver.respond(PROVISION, run_id, "approve", "Approve")
-    assert answer["responded_by"]["name"] == "platform-approver"
-    assert platform_admin.wait_for_run(PROVISION, run_id)["state"] == "success"
+    assert answer.responded_by.name == "platform-approver"
+    assert platform_admin.wait_for_run(PROVISION, run_id).state == "success"
     approval = platform_admin.xcom(PROVISION, run_id, "approve")
     assert (approval["plan_file"], approval["plan_sha256"]) == (
         planned["plan_file"],
@@ -141,7 +143,7 @@ def test_a_rejected_plan_stops_the_run_before_apply(platform_admin, platform_app
     platform_admin.wait_for_input(PROVISION, run_id, "approve")
     platform_approver.respond(PROVISION, run_id, "approve", "Reject")
 
-    assert platform_admin.wait_for_run(PROVISION, run_id)["state"] == "failed"
+    assert platform_admin.wait_for_run(PROVISION, run_id).state == "failed"
     states = platform_admin.task_states(PROVISION, run_id)
     assert states["approve"] == "failed"
     after_approval = {
@@ -155,13 +157,11 @@ def test_an_approval_marked_successful_by_hand_is_refused_before_apply(platform_
     recorded approval and refuses, and nothing after it runs."""
     run_id = platform_admin.trigger(PROVISION, {"environment": "local", "dry_run": True})
     platform_admin.wait_for_input(PROVISION, run_id, "approve")
-    platform_admin.request(
-        "PATCH",
-        f"/dags/{PROVISION}/dagRuns/{run_id}/taskInstances/approve",
-        json={"new_state": "success"},
+    platform_admin.task_instances.patch_task_instance(
+        PROVISION, run_id, "approve", PatchTaskInstanceBody(new_state=TaskInstanceState.SUCCESS)
     )
 
-    assert platform_admin.wait_for_run(PROVISION, run_id)["state"] == "failed"
+    assert platform_admin.wait_for_run(PROVISION, run_id).state == "failed"
     states = platform_admin.task_states(PROVISION, run_id)
     assert (states["approve"], states["apply"]) == ("success", "failed"), states
     log = platform_admin.task_log(PROVISION, run_id, "apply")
@@ -178,12 +178,12 @@ def test_an_approval_marked_successful_by_hand_is_refused_before_apply(platform_
     ],
 )
 def test_params_outside_the_schema_are_refused_before_a_run_exists(platform_admin, params, named):
-    before = len(platform_admin.runs(PROVISION))
-    with pytest.raises(AirflowApiError) as refused:
+    before = platform_admin.dag_runs.get_dag_runs(PROVISION).total_entries
+    with pytest.raises(ApiException) as refused:
         platform_admin.trigger(PROVISION, params)
-    assert refused.value.status_code == 400
+    assert refused.value.status == 400
     assert named in str(refused.value)
-    assert len(platform_admin.runs(PROVISION)) == before
+    assert platform_admin.dag_runs.get_dag_runs(PROVISION).total_entries == before
 
 
 # --- platform_upgrade ---------------------------------------------------------------------------
@@ -198,14 +198,12 @@ def test_a_dry_run_upgrade_waits_for_approval_checks_the_version_and_passes_its_
         platform_admin, platform_approver, "staging", chart_mirror.clickhouse_next
     )
     assert state == "success"
-    assert request["subject"] == f"Upgrade clickhouse in staging to {chart_mirror.clickhouse_next}?"
-    assert (
-        f"Upgrade clickhouse in staging: 0.3.6 -> {chart_mirror.clickhouse_next}"
-        in (request["body"])
-    )
-    assert "-    helm.sh/chart: clickhouse-0.3.6" in request["body"]
-    assert f"+    helm.sh/chart: clickhouse-{chart_mirror.clickhouse_next}" in request["body"]
-    assert [user["name"] for user in request["assigned_users"]] == ["platform-approver"]
+    assert request.subject == f"Upgrade clickhouse in staging to {chart_mirror.clickhouse_next}?"
+    body = request.body or ""
+    assert f"Upgrade clickhouse in staging: 0.3.6 -> {chart_mirror.clickhouse_next}" in body
+    assert "-    helm.sh/chart: clickhouse-0.3.6" in body
+    assert f"+    helm.sh/chart: clickhouse-{chart_mirror.clickhouse_next}" in body
+    assert [user.name for user in request.assigned_users or []] == ["platform-approver"]
 
     states = platform_admin.task_states(UPGRADE, run_id)
     assert states.pop("rollback") == "skipped"
@@ -262,16 +260,16 @@ def test_a_failing_health_gate_rolls_back_and_fails_the_run(
 
 def test_the_analyst_may_trigger_reports_but_not_provisioning(admin, analyst):
     for dag_id, params in ((PROVISION, {}), (UPGRADE, {"target_version": "0.3.7"})):
-        with pytest.raises(AirflowApiError) as refused:
+        with pytest.raises(ApiException) as refused:
             analyst.trigger(dag_id, params)
-        assert refused.value.status_code == 403
+        assert refused.value.status == 403
 
-    dags = admin.request("GET", "/dags", params={"limit": 1000, "tags": "reporting"})["dags"]
+    dags = admin.dags.get_dags(limit=1000, tags=["reporting"]).dags
     assert dags, "no DAG is tagged reporting"
     # A real run, due far in the future so the scheduler leaves it alone, then removed.
-    run_id = analyst.trigger(dags[0]["dag_id"], run_after=datetime(2999, 1, 1, tzinfo=UTC))
-    assert analyst.run(dags[0]["dag_id"], run_id)["state"] == "queued"
-    admin.delete_run(dags[0]["dag_id"], run_id)
+    run_id = analyst.trigger(dags[0].dag_id, run_after=datetime(2999, 1, 1, tzinfo=UTC))
+    assert analyst.dag_runs.get_dag_run(dags[0].dag_id, run_id).state == "queued"
+    admin.dag_runs.delete_dag_run(dags[0].dag_id, run_id)
 
 
 def test_each_role_sees_exactly_the_dags_its_tags_grant(admin, analyst, platform_admin):
@@ -281,14 +279,14 @@ def test_each_role_sees_exactly_the_dags_its_tags_grant(admin, analyst, platform
         "analyst": (analyst, {"reporting", "lakehouse"}),
         "platform-admin": (platform_admin, {"provisioning"}),
     }
-    dags = admin.request("GET", "/dags", params={"limit": 1000})["dags"]
+    dags = admin.dags.get_dags(limit=1000).dags
     for user, (client, tags) in grants.items():
         for dag in dags:
-            granted = bool(tags & {tag["name"] for tag in dag["tags"]})
+            granted = bool(tags & {tag.name for tag in dag.tags})
             try:
-                client.request("GET", f"/dags/{dag['dag_id']}")
+                client.dags.get_dag(dag.dag_id)
                 visible = True
-            except AirflowApiError as error:
-                assert error.status_code == 403, error
+            except ApiException as error:
+                assert error.status == 403, error
                 visible = False
-            assert visible == granted, f"{user} and {dag['dag_id']} (tags {dag['tags']})"
+            assert visible == granted, f"{user} and {dag.dag_id} (tags {dag.tags})"

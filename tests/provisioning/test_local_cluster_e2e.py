@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from airflow_client.client import DAGPatchBody
 
 from adplatform.provisioning.cluster import LocalCluster
 from adplatform.provisioning.commands import ToolError
@@ -103,7 +104,7 @@ def test_provisioning_local_installs_real_releases_wave_by_wave(
     run_id = provision(platform_admin, platform_approver, COMPONENTS)
 
     states = platform_admin.task_states(PROVISION, run_id)
-    assert platform_admin.run(PROVISION, run_id)["state"] == "success", states
+    assert platform_admin.dag_runs.get_dag_run(PROVISION, run_id).state == "success", states
     for number, wave in enumerate(WAVES):
         steps = platform_admin.xcom(PROVISION, run_id, f"wave_{number}.deploy")
         assert [(s["component"], s["action"]) for s in steps] == [(n, "install") for n in wave]
@@ -135,7 +136,7 @@ def test_a_second_run_with_nothing_changed_makes_no_new_revision(
 ):
     run_id = provision(platform_admin, platform_approver, COMPONENTS)
 
-    assert platform_admin.run(PROVISION, run_id)["state"] == "success"
+    assert platform_admin.dag_runs.get_dag_run(PROVISION, run_id).state == "success"
     # The approval said so: the installed values are the values files'.
     approval = platform_admin.xcom(PROVISION, run_id, "plan")["text"]
     assert (
@@ -172,7 +173,7 @@ def test_an_upgrade_whose_helm_wait_fails_is_rolled_back(
     `helm upgrade --wait` times out, the gate reports it, the release goes back to revision 1."""
     run_id = upgrade(platform_admin, platform_approver, chart_mirror.cert_manager_crash_loop)
 
-    assert platform_admin.run(UPGRADE, run_id)["state"] == "failed"
+    assert platform_admin.dag_runs.get_dag_run(UPGRADE, run_id).state == "failed"
     states = platform_admin.task_states(UPGRADE, run_id)
     assert states["rollback"] == "success" and states["verdict"] == "failed", states
     assert platform_admin.xcom(UPGRADE, run_id, "upgrade")["error"]
@@ -193,7 +194,7 @@ def test_an_upgrade_that_fails_its_health_gate_afterwards_is_rolled_back(
     gate sees it and the release goes back to the revision before the upgrade."""
     run_id = upgrade(platform_admin, platform_approver, chart_mirror.cert_manager_failing_job)
 
-    assert platform_admin.run(UPGRADE, run_id)["state"] == "failed"
+    assert platform_admin.dag_runs.get_dag_run(UPGRADE, run_id).state == "failed"
     assert platform_admin.xcom(UPGRADE, run_id, "upgrade")["error"] == ""
     gate = platform_admin.xcom(UPGRADE, run_id, "health_gate")
     assert gate["healthy"] is False and gate["checked"] is True
@@ -230,14 +231,10 @@ def test_drift_names_a_patched_object_and_a_release_upgraded_outside_airflow(
         env=helm_env(stack_settings, "local"),
     ).run()  # fmt: skip
 
-    platform_admin.set_paused(DRIFT, False)
+    platform_admin.dags.patch_dag(DRIFT, DAGPatchBody(is_paused=False))
     run_id = platform_admin.trigger(DRIFT)
-    assert platform_admin.wait_for_run(DRIFT, run_id)["state"] == "failed"
-    report = platform_admin.request(
-        "GET",
-        f"/dags/{DRIFT}/dagRuns/{run_id}/taskInstances/report/xcomEntries/return_value",
-        params={"map_index": 0},
-    )["value"]
+    assert platform_admin.wait_for_run(DRIFT, run_id).state == "failed"
+    report = platform_admin.xcom(DRIFT, run_id, "report", map_index=0)
     assert report["environment"] == "local" and report["drift"] is True
     drift = {(d["component"], d["drift"].split(" changed")[0]) for d in report["releases"]}
     assert ("cert-manager", "apps.v1.Deployment.cert-manager.cert-manager-webhook") in drift
@@ -266,7 +263,7 @@ def test_a_failed_wave_is_rolled_back_and_later_waves_do_not_start(
         served.unlink()
         served.symlink_to(real)
 
-    assert platform_admin.run(PROVISION, run_id)["state"] == "failed"
+    assert platform_admin.dag_runs.get_dag_run(PROVISION, run_id).state == "failed"
     states = platform_admin.task_states(PROVISION, run_id)
     failed = next(number for number, wave in enumerate(waves) if "cilium" in wave)
     assert states[f"wave_{failed}.deploy"] == "success", states
@@ -297,7 +294,7 @@ def test_local_path_is_the_only_default_storage_class_and_its_claims_bind(
     run_id = provision(platform_admin, platform_approver, ["local-path-provisioner"])
 
     states = platform_admin.task_states(PROVISION, run_id)
-    assert platform_admin.run(PROVISION, run_id)["state"] == "success", states
+    assert platform_admin.dag_runs.get_dag_run(PROVISION, run_id).state == "success", states
     classes = kubectl_json(cluster, "get", "storageclass")["items"]
     defaults = [
         c["metadata"]["name"]

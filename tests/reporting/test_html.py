@@ -17,8 +17,8 @@ from adplatform.events.catalog import build_catalog
 from adplatform.lakehouse.reference import write_reference_tables
 from adplatform.reporting.render import CHARTS, render_report, write_index
 from adplatform.reporting.reports import REPORTS, parse_request, report_window, run_report
-from adplatform.reporting.sample import write_sample_gold
 from adplatform.settings import load_settings
+from adplatform.testing.gold_hourly import write_sample_gold
 from tests.conftest import publish_screenshot
 
 pytestmark = pytest.mark.slow

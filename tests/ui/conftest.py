@@ -161,9 +161,9 @@ def ctr_run(mlflow_server: Settings, tmp_path_factory: pytest.TempPathFactory) -
     The Gold days and the serving store live under a private data root, so the session's own
     Gold partitions (tests/ml) stay as they are; the experiment and the registry are the server's.
     """
+    from adplatform.testing.ctr_training import write_simulated_ctr_training
     from ml import registry
     from ml.pipeline import Workspace, run_all
-    from ml.simulated_gold import write_simulated_ctr_training
     from ml.train import TrainingParams
 
     settings = load_settings(

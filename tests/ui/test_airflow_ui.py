@@ -40,7 +40,7 @@ def field(label: str) -> str:
 
 def test_admin_sees_every_dag_and_no_import_errors(airflow_ui: AirflowUi, page: Page):
     admin = airflow_ui.client()
-    assert admin.import_errors() == []
+    assert admin.import_errors.get_import_errors().import_errors == []
 
     airflow_ui.login(page, "admin")
     page.browser.open(f"{airflow_ui.url}/dags")
@@ -59,10 +59,10 @@ def test_the_provision_form_shows_its_params_and_refuses_a_value_outside_the_sch
     the form; a value outside the params' schema, typed into its JSON editor, is refused with
     the schema's error and no run exists afterwards."""
     client = airflow_ui.client("platform-admin")
-    params = client.request("GET", f"/dags/{PROVISION}/details")["params"]
+    params = client.dags.get_dag_details(PROVISION).params or {}
     assert list(params) == ["environment", "cloud_provider", "components", "dry_run"]
-    runs_before = len(client.runs(PROVISION))
-    paused = client.request("GET", f"/dags/{PROVISION}")["is_paused"]
+    runs_before = client.dag_runs.get_dag_runs(PROVISION).total_entries
+    paused = client.dags.get_dag(PROVISION).is_paused
 
     airflow_ui.login(page, "platform-admin")
     page.browser.open(f"{airflow_ui.url}/dags/{PROVISION}")
@@ -111,16 +111,16 @@ def test_the_provision_form_shows_its_params_and_refuses_a_value_outside_the_sch
     ) in error.text
     page.driver.execute_script("arguments[0].scrollIntoView({block: 'start'})", error)
     page.screenshot("airflow-trigger-refused.png", height=1300)
-    assert len(client.runs(PROVISION)) == runs_before
-    assert client.request("GET", f"/dags/{PROVISION}")["is_paused"] == paused
+    assert client.dag_runs.get_dag_runs(PROVISION).total_entries == runs_before
+    assert client.dags.get_dag(PROVISION).is_paused == paused
 
 
 def test_the_analyst_is_shown_the_report_dags_but_not_provisioning(
     airflow_ui: AirflowUi, page: Page
 ):
     admin = airflow_ui.client()
-    dags = admin.request("GET", "/dags", params={"limit": 1000})["dags"]
-    tags = {dag["dag_id"]: {tag["name"] for tag in dag["tags"]} for dag in dags}
+    dags = admin.dags.get_dags(limit=1000).dags
+    tags = {dag.dag_id: {tag.name for tag in dag.tags} for dag in dags}
     provisioning = {dag_id for dag_id, names in tags.items() if "provisioning" in names}
     analysts = {dag_id for dag_id, names in tags.items() if names & {"reporting", "lakehouse"}}
     assert "ad_reports_daily" in analysts and PROVISION in provisioning

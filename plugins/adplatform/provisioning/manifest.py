@@ -205,7 +205,10 @@ def _load_yaml(path: Path, problems: list[str]) -> object:
     try:
         return yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        problems.append(f"{_relative(path)}: file not found")
+        problems.append(
+            f"{_relative(path)}: file not found in {REPO_ROOT} (the adplatform checkout: set "
+            "ADP_REPO_ROOT to it)"
+        )
     except yaml.YAMLError as error:
         problems.append(f"{_relative(path)}: not well-formed YAML: {error}")
     return None
@@ -304,4 +307,4 @@ def _structure(path: Path, mtime_ns: int) -> Manifest:
 def manifest_structure(path: Path = MANIFEST_PATH) -> Manifest:
     """The manifest without its values files, re-read only when the file changes: what DAG
     parsing needs (environments, components, waves) at the cost of one small file read."""
-    return _structure(path, path.stat().st_mtime_ns)
+    return _structure(path, path.stat().st_mtime_ns if path.exists() else 0)

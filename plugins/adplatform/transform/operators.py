@@ -13,19 +13,19 @@ Kubernetes client libraries (about 3.5 s of CPU), which a DAG file would pay on 
 
 from __future__ import annotations
 
+import importlib.resources
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from adplatform.settings import REPO_ROOT
-
 if TYPE_CHECKING:
     from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
     from airflow.sdk import Context
 
-SPARK_JOBS = REPO_ROOT / "spark_jobs"
+# The jobs ship in the distribution (the spark_jobs package): found wherever it is installed.
+SPARK_JOBS = Path(str(importlib.resources.files("spark_jobs")))
 SPARK_MODES = ("connect", "submit")
 
 
