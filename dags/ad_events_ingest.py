@@ -15,7 +15,7 @@ config, as the Kafka provider's hooks read it), never from the `ADP_KAFKA_*` set
 partition, rate) are the `ingest_micro_batch` XCom.
 
 **Event-driven.** The DAG runs on the `ad_events_topic` Asset, whose watcher in the triggerer
-(`adplatform.ingest.trigger.TopicBacklogTrigger`) compares the topic's end offsets with the
+(`adplatform.orchestration.triggers.TopicBacklogTrigger`) compares the topic's end offsets with the
 consumer group's every few seconds and fires when messages wait: a new message starts ingesting
 within seconds, steady traffic gets back-to-back runs (`max_active_runs=1` queues one next run),
 and a quiet topic costs no runs. It reads offsets, not messages, unlike the Kafka provider's
@@ -45,8 +45,8 @@ from typing import Any
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from adplatform.assets import BRONZE, EVENTS_TOPIC, QUARANTINE
 from adplatform.orchestration import Owner, Tag, dag_defaults
+from adplatform.orchestration.assets import BRONZE, EVENTS_TOPIC, QUARANTINE
 
 KAFKA_CONNECTION = "kafka_default"
 

@@ -34,10 +34,10 @@ from typing import Any
 from airflow.sdk import DAG, Param, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from adplatform.assets import GOLD_CTR_TRAINING, SILVER
 from adplatform.orchestration import SPARK_POOL, Owner, Tag, dag_defaults
+from adplatform.orchestration.assets import GOLD_CTR_TRAINING, SILVER
+from adplatform.orchestration.operators import SparkJobOperator
 from adplatform.settings import get_settings
-from adplatform.transform.operators import SparkJobOperator
 
 DATE = {"type": ["null", "string"], "format": "date"}
 

@@ -44,10 +44,10 @@ from typing import Any
 from airflow.sdk import DAG, Param, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from adplatform.assets import BRONZE, GOLD_HOURLY, SILVER
 from adplatform.orchestration import SPARK_POOL, Owner, Tag, dag_defaults
+from adplatform.orchestration.assets import BRONZE, GOLD_HOURLY, SILVER
+from adplatform.orchestration.operators import SPARK_MODES, SparkJobOperator
 from adplatform.settings import get_settings
-from adplatform.transform.operators import SPARK_MODES, SparkJobOperator
 
 DATE = {"type": ["null", "string"], "format": "date"}
 

@@ -39,9 +39,8 @@ from airflow.sdk import (
     task,
 )
 
-from adplatform.assets import CLICKHOUSE_FACTS
-from adplatform.clickhouse.client import POOL
-from adplatform.orchestration import Owner, Tag, dag_defaults
+from adplatform.orchestration import CLICKHOUSE_POOL, Owner, Tag, dag_defaults
+from adplatform.orchestration.assets import CLICKHOUSE_FACTS
 from adplatform.reporting.reports import DEFAULT_DAYS, MAX_DAYS, REPORTS
 
 with DAG(
@@ -64,10 +63,10 @@ with DAG(
 ):
     # No retries (see RETRYING_CANNOT_HELP in the DAG policy tests): a bad parameter stays bad,
     # and a window waiting for its publish is rendered by the run that publish triggers.
-    @task(pool=POOL, retries=0)
+    @task(pool=CLICKHOUSE_POOL, retries=0)
     def resolve_request(*, params: dict[str, Any], dag_run: Any) -> dict[str, str]:
         """The report window and filters, validated (the campaign against ClickHouse)."""
-        from adplatform.clickhouse.hook import ClickHouseHook
+        from adplatform.orchestration.hooks import ClickHouseHook
         from adplatform.reporting.reports import check_request, parse_request, report_window
         from adplatform.settings import get_settings
 
@@ -83,9 +82,9 @@ with DAG(
             "campaign": request.campaign,
         }
 
-    @task(pool=POOL, map_index_template="{{ report_name }}")
+    @task(pool=CLICKHOUSE_POOL, map_index_template="{{ report_name }}")
     def render(report_name: str, request: dict[str, str]) -> list[str]:
-        from adplatform.clickhouse.hook import ClickHouseHook
+        from adplatform.orchestration.hooks import ClickHouseHook
         from adplatform.reporting.render import render_report
         from adplatform.reporting.reports import check_request, parse_request, run_report
         from adplatform.settings import get_settings

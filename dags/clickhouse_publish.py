@@ -30,9 +30,8 @@ from typing import Any
 from airflow.sdk import DAG, Param, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from adplatform.assets import CLICKHOUSE_FACTS, GOLD_HOURLY
-from adplatform.clickhouse.client import POOL
-from adplatform.orchestration import Owner, Tag, dag_defaults
+from adplatform.orchestration import CLICKHOUSE_POOL, Owner, Tag, dag_defaults
+from adplatform.orchestration.assets import CLICKHOUSE_FACTS, GOLD_HOURLY
 
 # The clickhouse pool has one slot locally: a publish goes before any queued report render, so
 # fresh numbers are not held up by pages about older ones.
@@ -55,32 +54,32 @@ with DAG(
     **dag_defaults(Owner.DATA_ENGINEERING, Tag.LAKEHOUSE, Tag.REPORTING),
 ):
 
-    @task(pool=POOL, priority_weight=PRIORITY)
+    @task(pool=CLICKHOUSE_POOL, priority_weight=PRIORITY)
     def check_schema() -> None:
         """Refuse to publish into a schema that is behind (or ahead of) the migrations."""
-        from adplatform.clickhouse.hook import ClickHouseHook
         from adplatform.clickhouse.migrate import require_current_schema
+        from adplatform.orchestration.hooks import ClickHouseHook
 
         with ClickHouseHook().open_client() as client:
             require_current_schema(client)
 
-    @task(pool=POOL, priority_weight=PRIORITY)
+    @task(pool=CLICKHOUSE_POOL, priority_weight=PRIORITY)
     def publish_dimensions() -> dict[str, int]:
-        from adplatform.clickhouse.hook import ClickHouseHook
         from adplatform.clickhouse.publish import publish_dimensions
+        from adplatform.orchestration.hooks import ClickHouseHook
         from adplatform.settings import get_settings
 
         with ClickHouseHook().open_client() as client:
             return publish_dimensions(client, get_settings())
 
-    @task(pool=POOL, priority_weight=PRIORITY, outlets=[CLICKHOUSE_FACTS])
+    @task(pool=CLICKHOUSE_POOL, priority_weight=PRIORITY, outlets=[CLICKHOUSE_FACTS])
     def publish_facts(
         dimensions: dict[str, int], *, params: dict[str, Any], outlet_events: Any
     ) -> list[dict[str, Any]]:
         from datetime import date
 
-        from adplatform.clickhouse.hook import ClickHouseHook
         from adplatform.clickhouse.publish import publish_facts
+        from adplatform.orchestration.hooks import ClickHouseHook
         from adplatform.settings import get_settings
 
         dates = [date.fromisoformat(d) for d in params["dates"]]

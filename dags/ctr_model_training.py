@@ -41,8 +41,8 @@ from airflow.sdk import (
     task,
 )
 
-from adplatform.assets import CTR_CHAMPION, GOLD_CTR_TRAINING
 from adplatform.orchestration import Owner, Tag, dag_defaults
+from adplatform.orchestration.assets import CTR_CHAMPION, GOLD_CTR_TRAINING
 
 # The tracking server, as Airflow resolves this connection (never the ADP_* settings).
 MLFLOW = "mlflow_default"

@@ -30,8 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from adplatform.clickhouse.client import POOL as CLICKHOUSE_POOL
-from adplatform.orchestration import SPARK_POOL, SPARK_POOL_SLOTS, Role
+from adplatform.orchestration import (
+    CLICKHOUSE_POOL,
+    CLICKHOUSE_POOL_SLOTS,
+    SPARK_POOL,
+    SPARK_POOL_SLOTS,
+    Role,
+)
 from adplatform.settings import REPO_ROOT, Settings, repo_path
 
 if TYPE_CHECKING:
@@ -602,7 +607,7 @@ class AirflowServices(Service):
 airflow db migrate
 {shlex.quote(sys.executable)} -c {shlex.quote(access)}
 export ADP_PLATFORM_APPROVERS="${{ADP_PLATFORM_APPROVERS:-$(cat {approvers})}}"
-airflow pools set {CLICKHOUSE_POOL} 1 "ClickHouse tasks: chDB allows one process per data directory"
+airflow pools set {CLICKHOUSE_POOL} {CLICKHOUSE_POOL_SLOTS} "ClickHouse tasks: chDB allows one process per data directory"
 airflow pools set {SPARK_POOL} {SPARK_POOL_SLOTS} "Spark jobs; they share the local cores"
 {components} &
 wait"""

@@ -7,11 +7,11 @@ from dataclasses import replace
 
 import pytest
 
-from adplatform.assets import BRONZE, QUARANTINE
 from adplatform.broker import ensure_topics
 from adplatform.connections import KAFKA
 from adplatform.ingest.commitlog import PartitionLog
 from adplatform.localstack import free_port
+from adplatform.orchestration.assets import BRONZE, QUARANTINE
 from adplatform.settings import get_settings
 from tests.conftest import run_dag
 from tests.ingest.conftest import assert_exactly_once, produce, traffic

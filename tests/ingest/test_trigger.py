@@ -1,4 +1,4 @@
-"""The topic-backlog watcher that starts ingest runs (adplatform.ingest.trigger), run as the
+"""The topic-backlog watcher that starts ingest runs (adplatform.orchestration.triggers), run as the
 triggerer runs it, against the session broker and the real ingest worker."""
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from adplatform.connections import KAFKA, kafka_client_config
 from adplatform.events.catalog import build_catalog
 from adplatform.events.generator import TrafficSimulator
 from adplatform.ingest.commitlog import PartitionLog
-from adplatform.ingest.trigger import TopicBacklogTrigger
 from adplatform.ingest.worker import IngestOptions, IngestWorker
 from adplatform.localstack import free_port
+from adplatform.orchestration.triggers import TopicBacklogTrigger
 from adplatform.settings import Settings, get_settings
 from tests.ingest.conftest import PARTITIONS, produce, traffic
 

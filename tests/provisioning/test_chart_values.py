@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from adplatform.clickhouse.client import POOL as CLICKHOUSE_POOL
-from adplatform.orchestration import SPARK_POOL
+from adplatform.orchestration import CLICKHOUSE_POOL, SPARK_POOL
 from adplatform.provisioning import flow
 from adplatform.provisioning.charts import (
     ChartError,

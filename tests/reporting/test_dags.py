@@ -8,12 +8,12 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import select
 
-from adplatform.assets import CLICKHOUSE_FACTS
 from adplatform.clickhouse.client import clickhouse_client
 from adplatform.clickhouse.migrate import migrate
 from adplatform.clickhouse.publish import FACT_TABLE, clickhouse_totals, gold_days, verify_day
 from adplatform.connections import CLICKHOUSE
 from adplatform.localstack import free_port
+from adplatform.orchestration.assets import CLICKHOUSE_FACTS
 from adplatform.reporting.reports import REPORTS
 from adplatform.settings import Connection, get_settings
 from tests.conftest import run_dag

@@ -11,11 +11,11 @@ import pandas as pd
 import pyarrow.dataset as ds
 
 from adplatform.lakehouse.partitions import parse_hours
+from adplatform.lakehouse.runs import RunArea
 from adplatform.lakehouse.tables import Table
 from adplatform.settings import Settings
 from adplatform.transform import pipeline
 from adplatform.transform.jobs import stage_ctr_training, stage_gold_hourly, stage_silver
-from adplatform.transform.plan import RunArea
 
 
 def run_transform(

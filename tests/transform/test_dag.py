@@ -27,9 +27,9 @@ from adplatform.lakehouse.partitions import data_files
 from adplatform.lakehouse.tables import BRONZE_EVENTS, GOLD_CTR_TRAINING, GOLD_HOURLY_PERFORMANCE
 from adplatform.localstack import free_port
 from adplatform.orchestration import SPARK_POOL
+from adplatform.orchestration.operators import SparkJobOperator
 from adplatform.settings import REPO_ROOT, get_settings
 from adplatform.transform.jobs import JOBS
-from adplatform.transform.operators import SparkJobOperator
 from adplatform.transform.spark import SparkConnectUnavailable
 from tests.conftest import run_dag
 from tests.transform.bronze import write_bronze

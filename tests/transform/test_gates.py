@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from adplatform.lakehouse.partitions import data_files, parse_hours
+from adplatform.lakehouse.runs import RunArea
 from adplatform.lakehouse.tables import (
     BRONZE_EVENTS,
     GOLD_CTR_TRAINING,
@@ -24,7 +25,6 @@ from adplatform.quality.gate import QualityGateFailed
 from adplatform.settings import load_settings
 from adplatform.transform import pipeline
 from adplatform.transform.jobs import stage_ctr_training, stage_gold_hourly, stage_silver
-from adplatform.transform.plan import RunArea
 from tests.transform.handmade import write_handmade_bronze
 from tests.transform.run import run_transform
 

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 
 from adplatform.lakehouse.partitions import hour_partition, parse_hours, replace_partitions
+from adplatform.lakehouse.runs import Plan, RunArea, commit, plan_hours
 from adplatform.lakehouse.tables import GOLD_HOURLY_PERFORMANCE, SILVER_EVENTS
 from adplatform.settings import load_settings
 from adplatform.transform import pipeline
 from adplatform.transform.jobs import stage_ctr_training, stage_gold_hourly, stage_silver
-from adplatform.transform.plan import Plan, RunArea, commit, plan_hours
 from tests.transform.bronze import encode, write_bronze
 from tests.transform.handmade import MOBILE_US, E, X, at, event, write_handmade_bronze
 from tests.transform.run import read_table, run_transform

@@ -24,6 +24,7 @@ from adplatform.clickhouse.migrate import migrate
 from adplatform.clickhouse.publish import FACT_TABLE, MEASURES, publish_facts
 from adplatform.lakehouse.io import atomic_write_parquet
 from adplatform.lakehouse.partitions import parse_hours
+from adplatform.lakehouse.runs import RunArea
 from adplatform.lakehouse.tables import (
     ATTRIBUTED,
     BRONZE_EVENTS,
@@ -34,7 +35,6 @@ from adplatform.lakehouse.tables import (
 from adplatform.settings import load_settings
 from adplatform.transform import pipeline
 from adplatform.transform.jobs import stage_ctr_training, stage_gold_hourly, stage_silver
-from adplatform.transform.plan import RunArea
 from tests.transform.bronze import encode, write_bronze
 from tests.transform.handmade import E, at, write_handmade_bronze
 from tests.transform.run import read_table, run_transform

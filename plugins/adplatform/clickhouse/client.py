@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 DATABASE = "adplatform"
 CHDB_BUSY_WAIT_SECONDS = 60.0
-POOL = "clickhouse"  # the Airflow pool every ClickHouse task runs in (one slot locally)
 
 
 class ClickHouseError(RuntimeError):
@@ -133,7 +132,7 @@ def _open_chdb(path: Path) -> Client:
                     f"the embedded ClickHouse at {path} is in use by process {holder}, and chDB "
                     f"allows one process per data directory (waited "
                     f"{CHDB_BUSY_WAIT_SECONDS:.0f}s): let it finish (Airflow runs ClickHouse "
-                    f"tasks in the one-slot {POOL!r} pool), or point ADP_CLICKHOUSE_DSN at a "
+                    "tasks one at a time, in their pool), or point ADP_CLICKHOUSE_DSN at a "
                     "ClickHouse server"
                 ) from None
             log.info("waiting for process %s to release the chDB directory %s", holder, path)

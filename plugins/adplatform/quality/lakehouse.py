@@ -35,6 +35,7 @@ from adplatform.lakehouse.partitions import (
     hour_partition,
     parse_hours,
 )
+from adplatform.lakehouse.runs import Plan, RunArea
 from adplatform.lakehouse.tables import (
     ATTRIBUTED,
     ATTRIBUTION_VALUES,
@@ -48,10 +49,9 @@ from adplatform.lakehouse.tables import (
     SILVER_MONEY,
     Table,
 )
+from adplatform.lakehouse.windows import Windows
 from adplatform.quality.gate import Check, GateReport, run_gate
 from adplatform.settings import Settings
-from adplatform.transform.plan import Plan, RunArea
-from adplatform.transform.windows import Windows
 
 HOUR_KEY = ["event_date", "event_hour"]
 _BRONZE_PRICES = ("floor_price_cpm", "bid_price_cpm", "clearing_price_cpm", "conversion_value")

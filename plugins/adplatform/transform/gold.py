@@ -33,9 +33,9 @@ from adplatform.lakehouse.tables import (
     GOLD_HOURLY_PERFORMANCE,
     SILVER_EVENTS,
 )
+from adplatform.lakehouse.windows import Windows
 from adplatform.settings import Settings
 from adplatform.transform.spark import spark_schema
-from adplatform.transform.windows import Windows
 
 HOUR_KEY = ["event_date", "event_hour"]
 _OUTCOMES = (EventType.CLICK, EventType.CONVERSION)

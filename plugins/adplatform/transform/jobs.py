@@ -20,10 +20,10 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from adplatform.lakehouse.partitions import format_hours, parse_hours
+from adplatform.lakehouse.runs import RunArea
 from adplatform.lakehouse.tables import GOLD_CTR_TRAINING, GOLD_HOURLY_PERFORMANCE, SILVER_EVENTS
 from adplatform.settings import Settings, get_settings
 from adplatform.transform.gold import affected_hours, write_ctr_training, write_hourly_performance
-from adplatform.transform.plan import RunArea
 from adplatform.transform.silver import write_silver
 from adplatform.transform.spark import connect_session, spark_session
 

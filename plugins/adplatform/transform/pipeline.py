@@ -21,13 +21,7 @@ from adplatform.lakehouse.partitions import (
     parse_hours,
     replace_partitions,
 )
-from adplatform.lakehouse.tables import (
-    GOLD_CTR_TRAINING,
-    GOLD_HOURLY_PERFORMANCE,
-    SILVER_EVENTS,
-)
-from adplatform.settings import Settings
-from adplatform.transform.plan import (
+from adplatform.lakehouse.runs import (
     REPLACED_SILVER,
     Plan,
     RunArea,
@@ -36,6 +30,12 @@ from adplatform.transform.plan import (
     plan_hours,
     remove_stale_runs,
 )
+from adplatform.lakehouse.tables import (
+    GOLD_CTR_TRAINING,
+    GOLD_HOURLY_PERFORMANCE,
+    SILVER_EVENTS,
+)
+from adplatform.settings import Settings
 
 log = logging.getLogger(__name__)
 

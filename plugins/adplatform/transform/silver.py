@@ -34,6 +34,7 @@ from pyspark.sql import functions as F
 from adplatform.events.currency import MICROS, USD_PER_UNIT
 from adplatform.events.generator import HOUR_MS
 from adplatform.events.schema import EventType
+from adplatform.lakehouse.runs import Plan
 from adplatform.lakehouse.tables import (
     ATTRIBUTED,
     BRONZE_EVENTS,
@@ -42,10 +43,9 @@ from adplatform.lakehouse.tables import (
     SILVER_OPTIONAL_STRINGS,
     UNATTRIBUTED,
 )
+from adplatform.lakehouse.windows import LOOKBACK_EVENT_TYPES, Windows
 from adplatform.settings import Settings
-from adplatform.transform.plan import Plan
 from adplatform.transform.spark import spark_schema
-from adplatform.transform.windows import LOOKBACK_EVENT_TYPES, Windows
 
 PARTITION = ["event_date", "event_hour", "event_type"]
 # What deduplication and the late window read of the lookback hours' other events.

@@ -1,7 +1,15 @@
-"""What every DAG shares: owners, tags, default arguments, failure alerts.
+"""Airflow's room: everything that knows it runs inside Airflow, and nothing else does.
 
-DAG files stay declarative: ``DAG(..., **dag_defaults(Owner.DATA_ENGINEERING, Tag.INGEST))``.
-Cheap to import (no settings, no heavy libraries): the scheduler parses DAG files constantly.
+- this module: what every DAG shares (owners, tags, default arguments, failure alerts, pools);
+- ``assets``: the lakehouse tables as Assets, the data flow between DAGs;
+- ``triggers``: the events topic's backlog watcher (the triggerer runs it);
+- ``operators``: the transform's Spark step (Spark Connect or spark-submit);
+- ``hooks``: ClickHouse through clickhouse-connect, on the ``clickhouse_default`` connection.
+
+The lakehouse packages (events, ingest, lakehouse, transform, quality, clickhouse, reporting,
+ml) import no Airflow; DAG files call them through task bodies of a few lines. DAG files stay
+declarative: ``DAG(..., **dag_defaults(Owner.DATA_ENGINEERING, Tag.INGEST))``. Cheap to import
+(no settings, no heavy libraries): the scheduler parses DAG files constantly.
 """
 
 from __future__ import annotations
@@ -15,10 +23,14 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-# Spark jobs run in this pool, one at a time: local[2] takes every core of a developer machine.
-# On the platform, Airflow's migration Job creates it, sized per environment (helm_values/airflow).
+# The Airflow pools the DAGs use. Locally the stack creates them (adplatform.localstack); on the
+# platform, Airflow's migration Job does, sized per environment (helm_values/airflow).
+# Spark jobs, one at a time: local[2] takes every core of a developer machine.
 SPARK_POOL = "spark"
 SPARK_POOL_SLOTS = 1
+# ClickHouse tasks (publish, reports): chDB allows one process per data directory.
+CLICKHOUSE_POOL = "clickhouse"
+CLICKHOUSE_POOL_SLOTS = 1
 
 
 class Owner(StrEnum):

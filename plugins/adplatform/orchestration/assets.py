@@ -2,12 +2,12 @@
 
 Data flows one way: events topic → Bronze → Silver → Gold (hourly rollups, CTR training set)
 → ClickHouse facts and the CTR model → the serving artifact. The events topic's events come
-from the triggerer, which watches the topic's backlog (adplatform.ingest.trigger).
+from the triggerer, which watches the topic's backlog (adplatform.orchestration.triggers).
 """
 
 from airflow.sdk import Asset, AssetWatcher
 
-from adplatform.ingest.trigger import TopicBacklogTrigger
+from adplatform.orchestration.triggers import TopicBacklogTrigger
 
 EVENTS_TOPIC = Asset(
     name="ad_events_topic",

@@ -39,8 +39,8 @@ from adplatform.lakehouse.partitions import (
     parse_hours,
 )
 from adplatform.lakehouse.tables import ATTRIBUTED, BRONZE_EVENTS, SILVER_EVENTS, Table
+from adplatform.lakehouse.windows import Windows
 from adplatform.settings import Settings
-from adplatform.transform.windows import Windows
 
 STAGING_RETENTION = timedelta(days=7)  # failed runs' staged output, kept for triage
 # The run area's record of the Gold hours the Silver it replaced fed (see publish_silver).
