@@ -131,8 +131,8 @@ def test_each_dag_has_an_owner_tags_retries_a_doc_and_an_alert(dagbag):
             assert task.owner not in ("", "airflow"), f"{dag.dag_id}.{task.task_id}"
             assert (
                 task.retries >= 1
-                or isinstance(task, HITLOperator)  # a retry would ask again
-                or isinstance(task, QualityGateOperator)  # a failed gate fails on the same data
+                # A retry would ask again; a failed gate would fail again on the same data.
+                or isinstance(task, (HITLOperator, QualityGateOperator))
                 or (dag.dag_id, task.task_id) in RETRYING_CANNOT_HELP
             ), f"{dag.dag_id}.{task.task_id} has no retries"
             assert task.execution_timeout is not None, f"{dag.dag_id}.{task.task_id}"

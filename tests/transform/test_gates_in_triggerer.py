@@ -1,6 +1,6 @@
 """The quality gates as the local stack runs them: in Airflow's triggerer, through the real
 scheduler, with no worker process. A transform backfill passes its gates, which leave
-validation results and Data Docs pages and return the Data Docs index; a Bronze file of the wrong type fails the Bronze gate at once, without a retry, with the failed
+validation results and Data Docs pages and log the Data Docs index; a Bronze file of the wrong type fails the Bronze gate at once, without a retry, with the failed
 expectation and the file named in the task's log, and nothing behind it runs."""
 
 from __future__ import annotations
@@ -86,8 +86,7 @@ def test_gates_pass_in_the_triggerer_and_leave_data_docs(
     index = airflow_server.quality_dir / "data_docs" / "index.html"
     for gate in GATES:
         assert_ran_in_the_triggerer(instances[gate])
-        assert airflow.xcom(TRANSFORM, run_id, gate) == f"file://{index}"
-        assert "Data Docs" in airflow.task_log(TRANSFORM, run_id, gate)
+        assert f"passed; Data Docs: file://{index}" in airflow.task_log(TRANSFORM, run_id, gate)
     assert index.is_file()
     pages = {p.stem for p in (airflow_server.quality_dir / "data_docs" / "validations").rglob("*")}
     assert {"bronze-bronze_events", "silver-silver_vs_bronze", "gold-gold_vs_silver"} <= pages
