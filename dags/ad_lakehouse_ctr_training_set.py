@@ -11,16 +11,17 @@ that arrive while a run is busy are taken together by the next run. Triggered by
    the Silver they replaced had attributed clicks to (their training rows change too).
 2. `ctr_training_set` (Spark, a Spark Connect client in the `spark` pool) rebuilds the whole
    UTC days those hours feed into the run's staging area.
-3. `check_ctr_training` (Great Expectations) → `publish_ctr_training` emits
+3. `check_ctr_training` (Great Expectations, run in Airflow's triggerer like the transform's
+   gates) → `publish_ctr_training` emits
    `gold_ctr_training`, which the CTR model's DAG waits for; `finish` drops the staging area.
 
 **Owner:** data-engineering.
 
 #### Triage
 - *`check_ctr_training` failed*: the task log lists the failed expectations and links their
-  Data Docs page. Nothing was published. If Silver was republished for the same hours while
-  this run was between its Spark job and its gate, the reconciliation fails for them: clear
-  the run (it rebuilds from the Silver now live).
+  Data Docs page. Nothing was published, and the gate is not retried. If Silver was
+  republished for the same hours while this run was between its Spark job and its gate, the
+  reconciliation fails for them: clear the run (it rebuilds from the Silver now live).
 - *The Spark task failed*: its log holds the Python traceback; "no Spark Connect server" means
   the server is down (`make up`). The run is safe to clear: the job writes only to staging.
 - *`plan` skipped*: triggered by hand without `start_date` and `end_date`: nothing to build.
@@ -32,11 +33,11 @@ from datetime import date
 from typing import Any
 
 from airflow.sdk import DAG, Param, task
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 
 from adplatform.orchestration import SPARK_POOL, Owner, Tag, dag_defaults
 from adplatform.orchestration.assets import GOLD_CTR_TRAINING, SILVER
-from adplatform.orchestration.operators import SparkJobOperator
+from adplatform.orchestration.operators import QualityGateOperator, SparkJobOperator
 from adplatform.settings import get_settings
 
 DATE = {"type": ["null", "string"], "format": "date"}
@@ -75,16 +76,6 @@ with DAG(
             raise AirflowSkipException("no Silver update and no days to build the training set of")
         return planned
 
-    @task
-    def check_ctr_training(run_dir: str, **context: Any) -> str:
-        from adplatform.quality.gate import QualityGateFailed
-        from adplatform.transform import pipeline
-
-        try:
-            return pipeline.check(get_settings(), "ctr_training", run_dir, context["run_id"])
-        except QualityGateFailed as failed:  # the data will not change on a retry
-            raise AirflowFailException(str(failed)) from None
-
     @task(outlets=[GOLD_CTR_TRAINING])
     def publish_ctr_training(run_dir: str, **context: Any) -> dict[str, Any]:
         from adplatform.transform import pipeline
@@ -109,7 +100,7 @@ with DAG(
             run_dir=run_dir,
             pool=SPARK_POOL,
         )
-        >> check_ctr_training(run_dir)
+        >> QualityGateOperator(task_id="check_ctr_training", layer="ctr_training", run_dir=run_dir)
         >> publish_ctr_training(run_dir)
         >> finish(run_dir)
     )

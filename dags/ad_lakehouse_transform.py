@@ -15,7 +15,9 @@ rebuild every hour of that range, e.g. after a fix to the transform or its windo
 4. `finish` records the Bronze the run read as done.
 
 Spark writes into the run's staging area (`<data_root>/lake/_staging/<run>`); a layer is
-swapped into the live tables only after its Great Expectations gate passes. The Spark tasks are
+swapped into the live tables only after its Great Expectations gate passes. The gates
+(`QualityGateOperator`) run in Airflow's triggerer, which imports Great Expectations once for
+every gate of every run; a gate never starts a worker process. The Spark tasks are
 clients of the long-lived Spark Connect server (`spark_connect_default`) in the `spark` pool;
 a backfill with `spark` = `submit` runs each job under spark-submit with a JVM of its own
 instead. Resources and windows come from `ADP_SPARK_*` / `ADP_TRANSFORM_*` settings.
@@ -23,10 +25,11 @@ instead. Resources and windows come from `ADP_SPARK_*` / `ADP_TRANSFORM_*` setti
 **Owner:** data-engineering.
 
 #### Triage
-- *A `check_*` task failed*: the task log lists the failed expectations and links their Data
-  Docs page (`<data_root>/quality/data_docs/index.html`). Nothing behind that gate was
-  published; fix the data or the code, then clear the run (or trigger a backfill of the
-  affected days).
+- *A `check_*` task failed*: the task log (written by the triggerer) lists the failed
+  expectations and links their Data Docs page (`<data_root>/quality/data_docs/index.html`).
+  Nothing behind that gate was published, and a gate is not retried (the data would not
+  change); fix the data or the code, then clear the run (or trigger a backfill of the affected
+  days). A gate that stays deferred means no triggerer is running (`make up` starts one).
 - *A Spark task failed*: its log holds the Python traceback (and, with `spark` = `submit`,
   the spark-submit output); "no Spark Connect server at …" means the server is down: `make up`
   locally. The run is safe to clear: jobs only write to the run's staging area.
@@ -42,11 +45,15 @@ from datetime import date
 from typing import Any
 
 from airflow.sdk import DAG, Param, task
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 
 from adplatform.orchestration import SPARK_POOL, Owner, Tag, dag_defaults
 from adplatform.orchestration.assets import BRONZE, GOLD_HOURLY, SILVER
-from adplatform.orchestration.operators import SPARK_MODES, SparkJobOperator
+from adplatform.orchestration.operators import (
+    SPARK_MODES,
+    QualityGateOperator,
+    SparkJobOperator,
+)
 from adplatform.settings import get_settings
 
 DATE = {"type": ["null", "string"], "format": "date"}
@@ -54,16 +61,6 @@ DATE = {"type": ["null", "string"], "format": "date"}
 
 def _day(value: str | None) -> date | None:
     return date.fromisoformat(value) if value else None
-
-
-def _gate(layer: str, run_dir: str, run_id: str) -> str:
-    from adplatform.quality.gate import QualityGateFailed
-    from adplatform.transform import pipeline
-
-    try:
-        return pipeline.check(get_settings(), layer, run_dir, run_id)
-    except QualityGateFailed as failed:  # the data will not change on a retry
-        raise AirflowFailException(str(failed)) from None
 
 
 with DAG(
@@ -98,18 +95,6 @@ with DAG(
         if not planned["hour_count"]:
             raise AirflowSkipException("no Bronze hour changed since the last published run")
         return planned
-
-    @task
-    def check_bronze(run_dir: str, **context: Any) -> str:
-        return _gate("bronze", run_dir, context["run_id"])
-
-    @task
-    def check_silver(run_dir: str, **context: Any) -> str:
-        return _gate("silver", run_dir, context["run_id"])
-
-    @task
-    def check_gold(run_dir: str, **context: Any) -> str:
-        return _gate("gold", run_dir, context["run_id"])
 
     @task(outlets=[SILVER])
     def publish_silver(run_dir: str, **context: Any) -> dict[str, Any]:
@@ -148,13 +133,16 @@ with DAG(
             priority_weight=10,
         )
 
+    def gate(layer: str) -> QualityGateOperator:
+        return QualityGateOperator(task_id=f"check_{layer}", layer=layer, run_dir=run_dir)
+
     (
-        check_bronze(run_dir)
+        gate("bronze")
         >> spark_job("bronze_to_silver")
-        >> check_silver(run_dir)
+        >> gate("silver")
         >> publish_silver(run_dir)
         >> spark_job("silver_to_gold")
-        >> check_gold(run_dir)
+        >> gate("gold")
         >> publish_gold(run_dir)
         >> finish(run_dir)
     )

@@ -121,6 +121,8 @@ RETRYING_CANNOT_HELP = {
 def test_each_dag_has_an_owner_tags_retries_a_doc_and_an_alert(dagbag):
     from airflow.providers.standard.operators.hitl import HITLOperator
 
+    from adplatform.orchestration.operators import QualityGateOperator
+
     for dag in _dags(dagbag):
         assert dag.tags, dag.dag_id
         assert dag.doc_md and "Triage" in dag.doc_md, f"{dag.dag_id}: doc_md needs a triage part"
@@ -129,7 +131,8 @@ def test_each_dag_has_an_owner_tags_retries_a_doc_and_an_alert(dagbag):
             assert task.owner not in ("", "airflow"), f"{dag.dag_id}.{task.task_id}"
             assert (
                 task.retries >= 1
-                or isinstance(task, HITLOperator)  # a retry would ask again
+                # A retry would ask again; a failed gate would fail again on the same data.
+                or isinstance(task, (HITLOperator, QualityGateOperator))
                 or (dag.dag_id, task.task_id) in RETRYING_CANNOT_HELP
             ), f"{dag.dag_id}.{task.task_id} has no retries"
             assert task.execution_timeout is not None, f"{dag.dag_id}.{task.task_id}"

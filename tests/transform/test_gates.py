@@ -4,6 +4,7 @@ published."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from datetime import date
 from pathlib import Path
@@ -12,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from airflow.triggers.base import TaskFailedEvent, TaskSuccessEvent
 
 from adplatform.lakehouse.partitions import data_files, parse_hours
 from adplatform.lakehouse.runs import RunArea
@@ -21,8 +23,9 @@ from adplatform.lakehouse.tables import (
     GOLD_HOURLY_PERFORMANCE,
     SILVER_EVENTS,
 )
+from adplatform.orchestration.operators import QualityGateTrigger
 from adplatform.quality.gate import QualityGateFailed
-from adplatform.settings import load_settings
+from adplatform.settings import get_settings, load_settings
 from adplatform.transform import pipeline
 from adplatform.transform.jobs import stage_ctr_training, stage_gold_hourly, stage_silver
 from tests.transform.handmade import write_handmade_bronze
@@ -141,3 +144,35 @@ def test_stale_bronze_fails_the_freshness_check_of_a_scheduled_run(settings):
     message = failed_gate(settings, "bronze", planned["run_dir"])
     assert "bronze_freshness" in message
     assert f"max_value={settings.transform_bronze_max_staleness_minutes}" in message
+
+
+def test_two_gates_at_once_in_one_process_each_end_their_own_task(settings, monkeypatch, capsys):
+    """As the triggerer runs them: two runs' Bronze gates at once, through the one gate process
+    (Great Expectations keeps its context process-wide), one passing with the Data Docs index
+    logged, one failing with its failed expectation and Data Docs page logged."""
+    monkeypatch.setenv("ADP_DATA_ROOT", str(settings.data_root))
+    get_settings.cache_clear()
+    backfill = pipeline.plan_run(settings, "backfill", DAY, DAY)
+    scheduled = pipeline.plan_run(settings, "scheduled")  # its Bronze is stale
+
+    async def gate(run_id: str, run_dir: str):
+        return [e async for e in QualityGateTrigger("bronze", run_dir, run_id).run()]
+
+    async def both():
+        return await asyncio.gather(
+            gate("backfill", backfill["run_dir"]), gate("scheduled", scheduled["run_dir"])
+        )
+
+    [passed], [failed] = asyncio.run(both())
+    get_settings.cache_clear()
+    logged = capsys.readouterr().out  # the triggerer's structured log, here on stdout
+    index = settings.quality_dir / "data_docs" / "index.html"
+    assert isinstance(passed, TaskSuccessEvent)
+    assert f"quality gate bronze passed; Data Docs: file://{index}" in logged
+    assert isinstance(failed, TaskFailedEvent)
+    assert "quality gate bronze failed 1 expectation(s)" in logged
+    assert "bronze_freshness: expect_column_values_to_be_between(column='age_minutes'" in logged
+    assert "bronze_freshness: file://" in logged
+    results = settings.quality_dir / "validations" / "bronze"  # <gate>/<check>/<run>/<time>/
+    assert list((results / "bronze_events" / "backfill").rglob("*.json"))
+    assert list((results / "bronze_freshness" / "scheduled").rglob("*.json"))

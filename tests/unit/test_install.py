@@ -90,7 +90,7 @@ def test_the_installed_cli_runs_outside_the_checkout_on_its_own_files(installed,
 
     script = textwrap.dedent("""
         from adplatform.reporting.reports import REPORTS
-        from adplatform.transform.operators import SPARK_JOBS
+        from adplatform.orchestration.operators import SPARK_JOBS
         print(sum(len(report.sql) > 0 for report in REPORTS.values()), len(REPORTS))
         print(SPARK_JOBS / "silver_to_gold.py", (SPARK_JOBS / "silver_to_gold.py").is_file())
     """)

@@ -9,20 +9,45 @@ so the task starts no JVM and pays no Spark start-up; the server keeps one warm.
 
 The provider is imported only when the task runs: its spark-submit module imports the
 Kubernetes client libraries (about 3.5 s of CPU), which a DAG file would pay on every parse.
+
+The quality gates start in Airflow's triggerer: QualityGateOperator starts there
+(``start_from_trigger``) without a worker process, and its QualityGateTrigger hands the gate to
+one long-lived gate process beside the triggerer and ends the task itself. Great Expectations
+(and the pyspark it pulls in, 14 s of CPU) is imported once, by that process, not once per gate
+task; and neither its import nor a validation holds the triggerer's event loop (a thread did:
+the import's 14 s of Python under the GIL stalled the loop for 69 s once, at load 20).
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import importlib.resources
-from collections.abc import Sequence
+import multiprocessing
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.definitions.xcom_arg import PlainXComArg
+from airflow.sdk.exceptions import AirflowFailException
+from airflow.triggers.base import (
+    BaseTrigger,
+    StartTriggerArgs,
+    TaskFailedEvent,
+    TaskSuccessEvent,
+    TriggerEvent,
+)
+from airflow.utils.state import TaskInstanceState
 
 if TYPE_CHECKING:
     from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
-    from airflow.sdk import Context
+    from airflow.sdk import Context, XComArg
+
+    from adplatform.settings import Settings
 
 # The jobs ship in the distribution (the spark_jobs package): found wherever it is installed.
 SPARK_JOBS = Path(str(importlib.resources.files("spark_jobs")))
@@ -91,3 +116,128 @@ class SparkJobOperator(BaseOperator):
     def on_kill(self) -> None:
         if self._hook is not None:
             self._hook.on_kill()
+
+
+GATE_LAYERS = ("bronze", "silver", "gold", "ctr_training")
+
+
+def _evaluate_gate(
+    settings: Settings, layer: str, run_dir: str, run_id: str
+) -> tuple[str, str | None]:
+    """Run the gate (in the gate process): the Data Docs index, and the failure message (the
+    failed expectations and their Data Docs pages) or None when it passed."""
+    from adplatform.quality.gate import QualityGateFailed
+    from adplatform.transform import pipeline
+
+    try:
+        return pipeline.check(settings, layer, run_dir, run_id), None
+    except QualityGateFailed as failed:
+        return str(settings.quality_dir / "data_docs" / "index.html"), str(failed)
+
+
+class QualityGateTrigger(BaseTrigger):
+    """Evaluates one layer's gate of a run and ends its task: success after logging the Data
+    Docs index, or failure after logging the failed expectations and their Data Docs pages."""
+
+    def __init__(self, layer: str, run_dir: str, run_id: str) -> None:
+        super().__init__()
+        self.layer = layer
+        self.run_dir = run_dir
+        self.run_id = run_id
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{__name__}.{type(self).__name__}",
+            {"layer": self.layer, "run_dir": self.run_dir, "run_id": self.run_id},
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from adplatform.settings import get_settings
+
+        # The triggerer's settings go along: the gate process outlives any one environment.
+        gate = partial(_evaluate_gate, get_settings(), self.layer, self.run_dir, self.run_id)
+        try:
+            index, failure = await asyncio.get_running_loop().run_in_executor(_gates(), gate)
+        except BrokenProcessPool:  # the gate process died (killed, out of memory): a new one
+            _GATES.pop()
+            raise
+        if failure is None:
+            self.log.info("quality gate %s passed; Data Docs: %s", self.layer, index)
+            # No XCom: Airflow 3.3.2 stores a task-ending event's XComs JSON-encoded twice.
+            yield TaskSuccessEvent()
+        else:
+            self.log.error("%s", failure)
+            yield TaskFailedEvent()
+
+
+_GATES: list[ProcessPoolExecutor] = []
+
+
+def _gates() -> ProcessPoolExecutor:
+    """The gate process: one per triggerer, started at its first gate and kept. Spawned, not
+    forked: the triggerer runs threads, which a fork would copy mid-flight."""
+    if not _GATES:
+        spawn = multiprocessing.get_context("spawn")
+        _GATES.append(ProcessPoolExecutor(max_workers=1, mp_context=spawn))
+    return _GATES[0]
+
+
+def _pull(value: str | XComArg) -> str:
+    """An XComArg as a template the triggerer can render. Its supervisor answers requests for
+    one XCom only, so the pull names the map index: the sequence request of a plain xcom_pull
+    (``str(xcom_arg)``) is refused there and the trigger would wait forever."""
+    if isinstance(value, PlainXComArg):
+        task_id, key = value.operator.task_id, value.key
+        return f"{{{{ ti.xcom_pull(task_ids={task_id!r}, key={key!r}, map_indexes=-1) }}}}"
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"run_dir: {value!r} is neither a path nor an upstream task's output")
+
+
+class QualityGateOperator(BaseOperator):
+    """The quality gate of one layer (bronze, silver, gold or ctr_training) of a run.
+
+    It starts in the triggerer and never on a worker; its trigger ends it. A failed gate fails
+    without a retry: the data will not change on one (TaskFailedEvent retries a task that has
+    retries left, so the operator has none; a gate that cannot run at all fails too, to be
+    cleared once the cause is fixed). ``execute`` is the path of ``dag.test()``, which starts
+    every task on its in-process worker and runs the trigger inline.
+    """
+
+    template_fields: Sequence[str] = ("run_dir", "run_id")
+    start_from_trigger = True
+    start_trigger_args = StartTriggerArgs(
+        trigger_cls=f"{__name__}.QualityGateTrigger",
+        next_method="execute_complete",
+    )
+
+    def __init__(
+        self, *, layer: str, run_dir: str | XComArg, run_id: str = "{{ run_id }}", **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs | {"retries": 0})
+        if layer not in GATE_LAYERS:
+            raise ValueError(
+                f"unknown gate layer {layer!r}: choose one of {', '.join(GATE_LAYERS)}"
+            )
+        self.layer = layer
+        self.run_dir = run_dir
+        self.run_id = run_id
+        # The triggerer renders these templates.
+        self.start_trigger_args = dataclasses.replace(
+            self.start_trigger_args,
+            trigger_kwargs={"layer": layer, "run_dir": _pull(run_dir), "run_id": run_id},
+        )
+
+    def execute(self, context: Context) -> None:
+        self.defer(
+            trigger=QualityGateTrigger(self.layer, str(self.run_dir), self.run_id),
+            method_name="execute_complete",
+        )
+
+    def execute_complete(self, context: Context, event: Any = None) -> None:
+        # What dag.test() resumes with: the task-ending event's state.
+        if event != TaskInstanceState.SUCCESS:
+            raise AirflowFailException(
+                f"quality gate {self.layer} failed: the failed expectations and their Data Docs "
+                "pages are in the log above"
+            )

@@ -5,6 +5,8 @@ is validated by a Checkpoint whose UpdateDataDocsAction renders the result into 
 site under the data root (``<data_root>/quality/data_docs/index.html``); validation results are
 kept beside it, so the index lists every gate of every run. The context itself is ephemeral:
 nothing else is written, and concurrent gates cannot race on a shared configuration file.
+Great Expectations keeps the current context in one process-wide project manager, so the gates
+of one process validate in turn (the triggerer's gate process takes them one at a time anyway).
 
 Importing this module costs seconds (Great Expectations); import it inside tasks only.
 """
@@ -12,6 +14,7 @@ Importing this module costs seconds (Great Expectations); import it inside tasks
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +33,7 @@ from adplatform.settings import Settings
 
 log = logging.getLogger(__name__)
 SITE = "lakehouse"
+_ONE_CONTEXT_AT_A_TIME = threading.Lock()
 
 
 class QualityGateFailed(RuntimeError):
@@ -108,6 +112,11 @@ def _describe(result: Any) -> str:
 
 def run_gate(settings: Settings, gate: str, run_name: str, checks: Sequence[Check]) -> GateReport:
     """Validate every check, render Data Docs, log where they are, and return the outcome."""
+    with _ONE_CONTEXT_AT_A_TIME:
+        return _run_gate(settings, gate, run_name, checks)
+
+
+def _run_gate(settings: Settings, gate: str, run_name: str, checks: Sequence[Check]) -> GateReport:
     context = _context(settings)
     source = context.data_sources.add_pandas(gate)
     docs_index = context.get_docs_sites_urls(site_name=SITE, only_if_exists=False)[0]["site_url"]
