@@ -347,14 +347,3 @@ def test_local_path_is_the_only_default_storage_class_and_its_claims_bind(
     claim = kubectl_json(cluster, "-n", "default", "get", "pvc", "default-class-check")
     assert waited.returncode == 0, claim
     assert claim["spec"]["storageClassName"] == "local-path"
-    # The scheduler binds the pod only after its claim is Bound (VolumeBinding's PreBind), so
-    # the pod's node is known a moment later than the claim's phase.
-    scheduled = cluster.kubectl(
-        "-n", "default", "wait", "pod/default-class-check",
-        "--for=condition=PodScheduled", "--timeout=90s",
-    )  # fmt: skip
-    assert scheduled.returncode == 0, scheduled.stderr
-    pod = kubectl_json(cluster, "-n", "default", "get", "pod", "default-class-check")
-    volume = kubectl_json(cluster, "get", "pv", claim["spec"]["volumeName"])
-    [term] = volume["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
-    assert term["matchExpressions"][0]["values"] == [pod["spec"]["nodeName"]]

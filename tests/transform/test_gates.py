@@ -147,7 +147,7 @@ def test_stale_bronze_fails_the_freshness_check_of_a_scheduled_run(settings):
 
 
 def test_two_gates_at_once_in_one_process_each_end_their_own_task(settings, monkeypatch, capsys):
-    """As the triggerer runs them: two runs' Bronze gates at once, through the one gate process
+    """As the triggerer runs them: two runs' Bronze gates at once, in threads of one process
     (Great Expectations keeps its context process-wide), one passing with the Data Docs index
     logged, one failing with its failed expectation and Data Docs page logged."""
     monkeypatch.setenv("ADP_DATA_ROOT", str(settings.data_root))

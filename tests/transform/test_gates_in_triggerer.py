@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from airflow_client.client import DAGPatchBody
 
 from adplatform.airflow_client import AirflowClient
 from adplatform.events.catalog import build_catalog
@@ -45,9 +46,9 @@ def airflow(
     write_bronze(airflow_server, payloads, ingested_at=datetime.now(UTC), batch="triggerer")
     client = local_stack.services["airflow"].client()  # type: ignore[attr-defined]
     client.wait_for_dags([TRANSFORM])
-    client.set_paused(TRANSFORM, False)
+    client.dags.patch_dag(TRANSFORM, DAGPatchBody(is_paused=False))
     yield client
-    client.set_paused(TRANSFORM, True)
+    client.dags.patch_dag(TRANSFORM, DAGPatchBody(is_paused=True))
     client.close()
 
 
@@ -59,8 +60,8 @@ def backfill(client: AirflowClient) -> str:
 
 
 def task_instances(client: AirflowClient, dag_id: str, run_id: str) -> dict[str, dict]:
-    found = client.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
-    return {ti["task_id"]: ti for ti in found["task_instances"]}
+    found = client.task_instances.get_task_instances(dag_id, run_id, limit=1000)
+    return {ti.task_id: ti.model_dump(mode="json") for ti in found.task_instances}
 
 
 def report_durations(dag_id: str, run_id: str, instances: dict[str, dict]) -> None:
@@ -117,7 +118,7 @@ def test_a_failed_gate_fails_in_the_triggerer_without_a_retry(
         broken.unlink()
     instances = task_instances(airflow, TRANSFORM, run_id)
     report_durations(TRANSFORM, run_id, instances)
-    assert airflow.run(TRANSFORM, run_id)["state"] == "failed"
+    assert airflow.dag_runs.get_dag_run(TRANSFORM, run_id).state == "failed"
     assert instances["check_bronze"]["state"] == "failed", instances
     for downstream in ("bronze_to_silver", "check_silver", "publish_silver", "finish"):
         assert instances[downstream]["state"] == "upstream_failed", instances

@@ -10,12 +10,11 @@ so the task starts no JVM and pays no Spark start-up; the server keeps one warm.
 The provider is imported only when the task runs: its spark-submit module imports the
 Kubernetes client libraries (about 3.5 s of CPU), which a DAG file would pay on every parse.
 
-The quality gates start in Airflow's triggerer: QualityGateOperator starts there
-(``start_from_trigger``) without a worker process, and its QualityGateTrigger hands the gate to
-one long-lived gate process beside the triggerer and ends the task itself. Great Expectations
-(and the pyspark it pulls in, 14 s of CPU) is imported once, by that process, not once per gate
-task; and neither its import nor a validation holds the triggerer's event loop (a thread did:
-the import's 14 s of Python under the GIL stalled the loop for 69 s once, at load 20).
+The quality gates run in Airflow's triggerer, a long-lived process: QualityGateOperator starts
+there (``start_from_trigger``) without a worker process, and its QualityGateTrigger evaluates
+the gate in a thread and ends the task itself. Great Expectations (and pyspark, which it pulls
+in) is imported once per triggerer, not once per gate; it is imported in that thread only, so
+neither DAG parsing nor the triggerer's event loop waits for it.
 """
 
 from __future__ import annotations
@@ -23,11 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import importlib.resources
-import multiprocessing
 from collections.abc import AsyncIterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,12 +42,9 @@ if TYPE_CHECKING:
     from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
     from airflow.sdk import Context, XComArg
 
-    from adplatform.settings import Settings
-
 # The jobs ship in the distribution (the spark_jobs package): found wherever it is installed.
 SPARK_JOBS = Path(str(importlib.resources.files("spark_jobs")))
 SPARK_MODES = ("connect", "submit")
-
 
 class SparkJobOperator(BaseOperator):
     template_fields: Sequence[str] = ("hours", "run_dir", "spark")
@@ -117,23 +109,20 @@ class SparkJobOperator(BaseOperator):
         if self._hook is not None:
             self._hook.on_kill()
 
-
 GATE_LAYERS = ("bronze", "silver", "gold", "ctr_training")
 
-
-def _evaluate_gate(
-    settings: Settings, layer: str, run_dir: str, run_id: str
-) -> tuple[str, str | None]:
-    """Run the gate (in the gate process): the Data Docs index, and the failure message (the
-    failed expectations and their Data Docs pages) or None when it passed."""
+def _evaluate_gate(layer: str, run_dir: str, run_id: str) -> tuple[str, str | None]:
+    """Run the gate (in a thread of the triggerer): the Data Docs index, and the failure
+    message (the failed expectations and their Data Docs pages) or None when it passed."""
     from adplatform.quality.gate import QualityGateFailed
+    from adplatform.settings import get_settings
     from adplatform.transform import pipeline
 
+    settings = get_settings()
     try:
         return pipeline.check(settings, layer, run_dir, run_id), None
     except QualityGateFailed as failed:
         return str(settings.quality_dir / "data_docs" / "index.html"), str(failed)
-
 
 class QualityGateTrigger(BaseTrigger):
     """Evaluates one layer's gate of a run and ends its task: success after logging the Data
@@ -152,15 +141,11 @@ class QualityGateTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from adplatform.settings import get_settings
-
-        # The triggerer's settings go along: the gate process outlives any one environment.
-        gate = partial(_evaluate_gate, get_settings(), self.layer, self.run_dir, self.run_id)
-        try:
-            index, failure = await asyncio.get_running_loop().run_in_executor(_gates(), gate)
-        except BrokenProcessPool:  # the gate process died (killed, out of memory): a new one
-            _GATES.pop()
-            raise
+        # A thread: the gate reads Parquet and validates for seconds, and the triggerer's event
+        # loop serves every other trigger meanwhile.
+        index, failure = await asyncio.to_thread(
+            _evaluate_gate, self.layer, self.run_dir, self.run_id
+        )
         if failure is None:
             self.log.info("quality gate %s passed; Data Docs: %s", self.layer, index)
             # No XCom: Airflow 3.3.2 stores a task-ending event's XComs JSON-encoded twice.
@@ -168,19 +153,6 @@ class QualityGateTrigger(BaseTrigger):
         else:
             self.log.error("%s", failure)
             yield TaskFailedEvent()
-
-
-_GATES: list[ProcessPoolExecutor] = []
-
-
-def _gates() -> ProcessPoolExecutor:
-    """The gate process: one per triggerer, started at its first gate and kept. Spawned, not
-    forked: the triggerer runs threads, which a fork would copy mid-flight."""
-    if not _GATES:
-        spawn = multiprocessing.get_context("spawn")
-        _GATES.append(ProcessPoolExecutor(max_workers=1, mp_context=spawn))
-    return _GATES[0]
-
 
 def _pull(value: str | XComArg) -> str:
     """An XComArg as a template the triggerer can render. Its supervisor answers requests for
@@ -192,7 +164,6 @@ def _pull(value: str | XComArg) -> str:
     if isinstance(value, str):
         return value
     raise TypeError(f"run_dir: {value!r} is neither a path nor an upstream task's output")
-
 
 class QualityGateOperator(BaseOperator):
     """The quality gate of one layer (bronze, silver, gold or ctr_training) of a run.

@@ -6,7 +6,7 @@ site under the data root (``<data_root>/quality/data_docs/index.html``); validat
 kept beside it, so the index lists every gate of every run. The context itself is ephemeral:
 nothing else is written, and concurrent gates cannot race on a shared configuration file.
 Great Expectations keeps the current context in one process-wide project manager, so the gates
-of one process validate in turn (the triggerer's gate process takes them one at a time anyway).
+of one process (the triggerer runs those of concurrent runs in threads) validate in turn.
 
 Importing this module costs seconds (Great Expectations); import it inside tasks only.
 """
