@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 SPARK_JOBS = Path(str(importlib.resources.files("spark_jobs")))
 SPARK_MODES = ("connect", "submit")
 
+
 class SparkJobOperator(BaseOperator):
     template_fields: Sequence[str] = ("hours", "run_dir", "spark")
 
@@ -109,7 +110,9 @@ class SparkJobOperator(BaseOperator):
         if self._hook is not None:
             self._hook.on_kill()
 
+
 GATE_LAYERS = ("bronze", "silver", "gold", "ctr_training")
+
 
 def _evaluate_gate(layer: str, run_dir: str, run_id: str) -> tuple[str, str | None]:
     """Run the gate (in a thread of the triggerer): the Data Docs index, and the failure
@@ -123,6 +126,7 @@ def _evaluate_gate(layer: str, run_dir: str, run_id: str) -> tuple[str, str | No
         return pipeline.check(settings, layer, run_dir, run_id), None
     except QualityGateFailed as failed:
         return str(settings.quality_dir / "data_docs" / "index.html"), str(failed)
+
 
 class QualityGateTrigger(BaseTrigger):
     """Evaluates one layer's gate of a run and ends its task: success after logging the Data
@@ -154,6 +158,7 @@ class QualityGateTrigger(BaseTrigger):
             self.log.error("%s", failure)
             yield TaskFailedEvent()
 
+
 def _pull(value: str | XComArg) -> str:
     """An XComArg as a template the triggerer can render. Its supervisor answers requests for
     one XCom only, so the pull names the map index: the sequence request of a plain xcom_pull
@@ -164,6 +169,7 @@ def _pull(value: str | XComArg) -> str:
     if isinstance(value, str):
         return value
     raise TypeError(f"run_dir: {value!r} is neither a path nor an upstream task's output")
+
 
 class QualityGateOperator(BaseOperator):
     """The quality gate of one layer (bronze, silver, gold or ctr_training) of a run.
