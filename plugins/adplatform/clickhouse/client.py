@@ -132,7 +132,7 @@ def _open_chdb(path: Path) -> Client:
                     f"the embedded ClickHouse at {path} is in use by process {holder}, and chDB "
                     f"allows one process per data directory (waited "
                     f"{CHDB_BUSY_WAIT_SECONDS:.0f}s): let it finish (Airflow runs ClickHouse "
-                    "tasks one at a time, in their pool), or point ADP_CLICKHOUSE_DSN at a "
+                    "tasks one at a time, in the 'clickhouse' pool), or point ADP_CLICKHOUSE_DSN at a "
                     "ClickHouse server"
                 ) from None
             log.info("waiting for process %s to release the chDB directory %s", holder, path)
