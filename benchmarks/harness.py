@@ -11,7 +11,6 @@ import json
 import os
 import platform
 import resource
-import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from adplatform.localstack import LocalStack
+from adplatform.localstack import LocalStack, free_port
 from adplatform.settings import Settings, load_settings
 
 RESULTS_DIR = Path(__file__).parent / "results"
@@ -44,12 +43,6 @@ class Result:
         return self.value / self.reference_value if self.reference_value else float("nan")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class Context:
     """Settings under a scratch data root, and the local services, each started once."""
 
@@ -57,11 +50,11 @@ class Context:
         self.root = root
         self.settings: Settings = load_settings(
             data_root=root / "data",
-            kafka_port=_free_port(),
-            kafka_controller_port=_free_port(),
-            mlflow_port=_free_port(),
-            spark_connect_port=_free_port(),
-            airflow_port=_free_port(),
+            kafka_port=free_port(),
+            kafka_controller_port=free_port(),
+            mlflow_port=free_port(),
+            spark_connect_port=free_port(),
+            airflow_port=free_port(span=3),  # api + worker and triggerer log servers
         )
         self.stack = LocalStack(self.settings)
 

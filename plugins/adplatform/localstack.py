@@ -81,13 +81,30 @@ def _port_open(port: int) -> bool:
 
 def free_port(span: int = 1) -> int:
     """A loopback port p such that p .. p+span-1 are all free right now (services that take
-    several ports, on free ports in tests and benchmarks)."""
+    several ports, on free ports in tests and benchmarks).
+
+    Chosen below the kernel's ephemeral range: a port from inside it can be taken by any
+    outgoing connection (a Kafka client, the API server's own etcd connections) between this
+    choice and the service's bind, which tests that start a service late in a run did see.
+    """
+    low = _ephemeral_range_start()
     while True:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        if port + span < 65535 and all(_is_free(port + offset) for offset in range(1, span)):
+        port = secrets.choice(range(_FIRST_CHOSEN_PORT, low - span))
+        block = range(port, port + span)
+        if not _handed_out.intersection(block) and all(_is_free(p) for p in block):
+            _handed_out.update(block)
             return port
+
+
+_FIRST_CHOSEN_PORT = 10000  # above the well-known and most registered services' ports
+_handed_out: set[int] = set()  # this process never hands the same port out twice
+
+
+def _ephemeral_range_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 def _is_free(port: int) -> bool:
