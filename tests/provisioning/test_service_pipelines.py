@@ -125,6 +125,22 @@ def test_each_language_builds_tests_images_and_deploys_in_that_order(language: s
     assert "helm upgrade --install" in deploy and ".platform/infra/charts/service" in deploy
 
 
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_each_example_includes_its_template_from_the_project_holding_the_chart(
+    language: str,
+):
+    example = TEMPLATES / "examples" / f"{language}-service"
+    [include] = yaml.safe_load((example / ".gitlab-ci.yml").read_text())["include"]
+    assert include["file"] == f"infra/gitlab-ci/{language}.gitlab-ci.yml"
+    assert (REPO_ROOT / include["file"]).is_file()
+    variables = pipeline(language)["variables"]
+    assert (include["project"], include["ref"]) == (
+        variables["ADP_PLATFORM_PROJECT"],
+        variables["ADP_PLATFORM_REF"],
+    )
+    assert (example / "Dockerfile").is_file() and example_values(language).is_file()
+
+
 def test_the_runner_lets_the_image_job_ask_for_what_buildkit_needs():
     """The image job's annotation is one the runner allows, and job pods run as BuildKit
     rootless's uid (helm_values/gitlab-runner)."""
