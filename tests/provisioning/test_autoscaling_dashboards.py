@@ -21,7 +21,7 @@ from adplatform.provisioning.charts import chart_archive, render
 from adplatform.provisioning.cluster import LocalCluster
 from adplatform.provisioning.commands import Command
 from adplatform.provisioning.manifest import load_manifest
-from adplatform.provisioning.releases import check_health, deploy
+from adplatform.provisioning.releases import check_health, deploy, object_drift
 from adplatform.settings import REPO_ROOT, get_settings
 from tests.provisioning.conftest import UPSTREAM_CHARTS, ChartMirror
 
@@ -197,7 +197,8 @@ def test_the_local_cluster_gets_the_autoscalers_and_the_dashboards(
     local_cluster: LocalCluster, stack_settings, chart_mirror: ChartMirror, chart_cache, monkeypatch
 ):
     """metrics-server, MLflow and the autoscalers, then the dashboards, installed the way
-    provisioning installs them; the HPA controller finds MLflow's Deployment to scale."""
+    provisioning installs them; the HPA controller finds MLflow's Deployment to scale, and the
+    drift check leaves the replicas it sets alone."""
     for name, value in {
         **stack_settings.environment(),
         **stack_settings.airflow_connections(),
@@ -240,6 +241,18 @@ def test_the_local_cluster_gets_the_autoscalers_and_the_dashboards(
         assert conditions["AbleToScale"]["status"] == "True", conditions
         # No kubelet, no metrics: the HPA holds its replicas rather than guessing.
         assert conditions["ScalingActive"]["status"] == "False", conditions
+
+        # A scale-out by the HPA is not drift; any other change to the same Deployment is.
+        mlflow = manifest.component("mlflow")
+        local_cluster.kubectl("-n", "mlflow", "scale", "deployment", "mlflow", "--replicas=2")
+        assert object_drift(stack_settings, "local", mlflow) == []
+        local_cluster.kubectl(
+            "-n", "mlflow", "patch", "deployment", "mlflow", "--type=merge",
+            "-p", '{"spec": {"strategy": {"rollingUpdate": {"maxSurge": 1}}}}',
+        )  # fmt: skip
+        [(obj, change)] = object_drift(stack_settings, "local", mlflow)
+        assert obj == "apps.v1.Deployment.mlflow.mlflow" and "maxSurge: 1" in change
+        assert "replicas" not in change
 
         for path in DASHBOARDS:
             live = json.loads(
