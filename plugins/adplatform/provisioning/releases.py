@@ -6,6 +6,7 @@ releases and the live objects."""
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -482,11 +483,13 @@ def object_drift(
 ) -> list[tuple[str, str]]:
     """Live objects that differ from what the release applied: `kubectl diff --server-side` of
     the release's manifest (the API server merges and defaults, so only real changes show).
-    Returns (object, changed lines) per object."""
+    The replica count of a workload a HorizontalPodAutoscaler scales is the HPA's to set, not
+    drift. Returns (object, changed lines) per object."""
     import yaml
 
     env = helm_env(settings, environment)
     manifest = Command(commands.helm_get_manifest(component).argv, env=env).run().stdout
+    scaled = autoscaled(env)
     with tempfile.TemporaryDirectory() as tmp:
         # Objects without a namespace are in the release's, as for helm: the context's default.
         config = yaml.safe_load(Path(env["KUBECONFIG"]).read_text())
@@ -500,14 +503,33 @@ def object_drift(
             env=env | {"KUBECONFIG": str(kubeconfig)},
         ).run(ok_codes=(0, 1))
     found: list[tuple[str, str]] = []
+    hpa_only: set[str] = set()  # objects whose only change is the replicas their HPA set
     for line in diff.stdout.splitlines():
         if line.startswith("diff "):
             found.append((line.rsplit("/", 1)[-1], ""))
         elif found and line[:1] in "+-" and not line.startswith(("+++", "---")):
             obj, change = found[-1]
-            if "generation:" not in line and len(change) < 300:
+            if obj in scaled and re.fullmatch(r"[+-]  replicas: \d+", line):
+                hpa_only.add(obj)
+            elif "generation:" not in line and len(change) < 300:
                 found[-1] = (obj, f"{change}; {line.strip()}" if change else line.strip())
-    return found
+    return [(obj, change) for obj, change in found if change or obj not in hpa_only]
+
+
+def autoscaled(env: dict[str, str]) -> set[str]:
+    """The workloads the cluster's HorizontalPodAutoscalers scale, named as `kubectl diff` names
+    their files (group.version.Kind.namespace.name)."""
+    hpas = Command(("kubectl", "get", "hpa", "--all-namespaces", "-o", "json"), env=env).run()
+    return {
+        "{}.{}.{}.{}".format(
+            target["apiVersion"].replace("/", "."),
+            target["kind"],
+            hpa["metadata"]["namespace"],
+            target["name"],
+        )
+        for hpa in json.loads(hpas.stdout)["items"]
+        for target in [hpa["spec"]["scaleTargetRef"]]
+    }
 
 
 def _diff_keys(want: Any, have: Any, path: str = "") -> list[str]:
