@@ -437,7 +437,7 @@ def run_revision(
     env = {"KUBECONFIG": helm_env(settings, environment)["KUBECONFIG"]}
     try:
         for command in apply_commands(component, revision.path, wait):
-            if command.argv[1] == "wait" and not yaml.safe_load(Path(command.argv[-1]).read_text()):
+            if command.argv[1] == "wait" and not Path(command.argv[-1]).read_text().strip():
                 continue
             Command(command.argv, env=env).run(timeout=wait + 300)
     except ToolError:
