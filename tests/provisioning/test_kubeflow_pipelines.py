@@ -17,7 +17,7 @@ import pytest
 from adplatform.provisioning import flow, kustomize
 from adplatform.provisioning.cluster import LocalCluster
 from adplatform.provisioning.manifest import ManifestError, load_manifest
-from adplatform.provisioning.releases import check_in_mirror, deploy, values_diff
+from adplatform.provisioning.releases import check_in_mirror, deploy, object_drift, values_diff
 from adplatform.settings import Settings, get_settings, load_settings
 from tests.provisioning.conftest import UPSTREAM_CHARTS, ChartMirror
 
@@ -195,6 +195,8 @@ def test_provisioning_installs_verifies_re_runs_and_rolls_back_on_the_local_clus
     )  # fmt: skip
     assert patched.returncode == 0, patched.stderr
     assert "memory: 999Mi" in values_diff(settings, "local", component)
+    drift = dict(object_drift(settings, "local", component))
+    assert "apps.v1.Deployment.kubeflow.ml-pipeline-ui" in drift, drift
     applied = deploy(settings, manifest, "local", NAME, dry_run=False)
     assert (applied.action, applied.previous_revision) == ("upgrade", 1), applied.error
     ui = deployments(local_cluster)["ml-pipeline-ui"]["spec"]["template"]["spec"]

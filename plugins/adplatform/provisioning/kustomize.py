@@ -491,12 +491,14 @@ def latest(settings: Settings, environment: str, component: Component) -> Revisi
 
 def deployed(settings: Settings, environment: str, component: Component) -> Deployed | None:
     """The latest revision as Helm's history would show it (None: nothing applied)."""
+    current = latest(settings, environment, component)
+    return _as_deployed(current) if current else None
+
+
+def _as_deployed(revision: Revision) -> Deployed:
     from adplatform.provisioning.releases import Deployed
 
-    current = latest(settings, environment, component)
-    if current is None:
-        return None
-    return Deployed(current.revision, current.version, current.status, current.description)
+    return Deployed(revision.revision, revision.version, revision.status, revision.description)
 
 
 def deploy(
@@ -524,7 +526,7 @@ def deploy(
         current is not None
         and current.status == "deployed"
         and current.digest == rendered.digest
-        and made_by_airflow(deployed(settings, environment, component))  # type: ignore[arg-type]
+        and made_by_airflow(_as_deployed(current))
         and not live_diff(settings, environment, rendered)
     ):
         return ReleaseStep(component.name, planned, "unchanged", False, previous)
