@@ -120,7 +120,11 @@ def sources(component: Component, mirror: str, cache_dir: Path) -> Path:
                         "replace it with the archive the mirror's SOURCES.tsv describes"
                     ]
                 ) from None
-        _rewrite_remote_references(component, partial, tops)
+        try:
+            _rewrite_remote_references(component, partial, tops)
+        except KustomizeError:
+            shutil.rmtree(partial)
+            raise
         partial.rename(target)  # atomic: a killed extraction leaves only a .extract- folder
     manifests = target / Path(component.kustomize.path).name
     if not manifests.is_dir():
