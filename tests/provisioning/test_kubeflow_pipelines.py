@@ -102,6 +102,20 @@ def test_a_broken_archive_is_refused_naming_it(component, mirror_without, tmp_pa
     assert "replace it with the archive the mirror's SOURCES.tsv describes" in line
 
 
+def test_a_remote_base_the_mirror_does_not_serve_is_refused_naming_the_file(component, tmp_path):
+    spec = component.kustomize.model_copy(update={"remote_bases": {}})
+    unserved = component.model_copy(update={"kustomize": spec})
+
+    with pytest.raises(kustomize.KustomizeError) as refused:
+        kustomize.render(unserved, "local", str(UPSTREAM_CHARTS), tmp_path)
+    [line] = refused.value.problems
+    assert (
+        "kustomize/third-party/argo/" in line and "/kustomization.yaml names https://github" in line
+    )
+    assert "add its archive to components.kubeflow-pipelines.kustomize.remote_bases" in line
+    assert not list((tmp_path / "kustomize").glob(".extract-*"))  # nothing half-extracted left
+
+
 def test_an_overlay_that_does_not_render_is_refused_naming_the_overlay(
     component, scratch_repo, tmp_path
 ):
