@@ -4,7 +4,8 @@ Stand up or update the whole platform: plan, approve, apply, verify.
 
 Stands up (or brings back in line) one environment of the self-hosted platform from
 `infra/platform.yaml`: servers (OpenTofu), node preparation and K3s (Ansible over SSH), then the
-Helm releases wave by wave, each wave gated by its health checks, then smoke checks.
+Helm releases (and Kubeflow Pipelines' kustomize manifests) wave by wave, each wave gated by its
+health checks, then smoke checks.
 
 **Owner:** platform-engineering. Only the `platform-admin` role may trigger it.
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from adplatform.provisioning import commands
+from adplatform.provisioning import commands, kustomize
 from adplatform.provisioning.manifest import load_manifest
 from adplatform.provisioning.upgrade import backup_job
 from adplatform.settings import get_settings
@@ -20,11 +20,18 @@ ENVIRONMENTS = ["local", "staging", "production"]
 
 def render(environment: str) -> str:
     manifest = load_manifest(with_values=False)
-    lines = [f"# {environment}: helm, wave by wave"]
+    lines = [f"# {environment}: helm (and kubectl for kustomize components), wave by wave"]
     clouds = manifest.environment(environment).clouds
     for wave, names in enumerate(manifest.waves(clouds=clouds)):
         lines += [f"# wave {wave}"]
-        lines += [str(commands.helm_upgrade(manifest.component(n), environment)) for n in names]
+        for name in names:
+            component = manifest.component(name)
+            if component.kustomize:  # kubectl's server-side apply of a recorded revision
+                revision = Path(f"/state/{environment}/kustomize/{name}/<revision>")
+                wait = component.health.timeout_seconds
+                lines += map(str, kustomize.apply_commands(component, revision, wait))
+            else:
+                lines.append(str(commands.helm_upgrade(component, environment)))
     for cloud in clouds:
         if cloud == "existing":
             continue

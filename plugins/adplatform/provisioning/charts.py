@@ -37,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from adplatform.provisioning import kustomize
 from adplatform.provisioning.commands import Command, ToolError
 from adplatform.provisioning.manifest import Component, Manifest, ManifestError, merge_values
 from adplatform.settings import REPO_ROOT, Settings
@@ -536,6 +537,17 @@ def check_charts(
     waves = manifest.waves(list(components) if components else None, clouds)
     names = sorted(name for wave in waves for name in wave)
     problems: list[str] = []
+    # Kustomize components have no chart: their check is that they render (and the rendered
+    # objects pass the policy) in each environment.
+    kustomized = [name for name in names if manifest.components[name].kustomize]
+    names = [name for name in names if name not in kustomized]
+    for name, environment in ((n, e) for n in kustomized for e in environments):
+        try:
+            kustomize.render(
+                manifest.components[name], environment, mirror, cache_dir, manifest.root
+            )
+        except kustomize.KustomizeError as error:
+            problems += error.problems
     archives: dict[str, Path] = {}
     for name in names:
         try:

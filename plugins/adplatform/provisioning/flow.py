@@ -110,7 +110,8 @@ def plan(request: dict[str, Any], run_id: str) -> dict[str, Any]:
     print("\n\n".join(diffs))  # the whole diff in the task log; the approval shows its head
     mode = "DRY RUN: nothing will change" if request["dry_run"] else "changes on approval"
     text = (
-        f"{mode}\n\nServers\n{servers}\n\nHelm releases (upgrade --install, in waves)\n"
+        f"{mode}\n\nServers\n{servers}\n\nReleases (helm upgrade --install, or kubectl "
+        "apply --server-side of kustomize manifests; in waves)\n"
         + "\n".join(releases)
         + "\n\nRelease values (installed -> values files)\n"
         + "\n\n".join(map(shortened, diffs))
@@ -319,13 +320,13 @@ def _roll_back_and_fail(
     for step, reason in failures:
         component = manifest.component(step["component"])
         previous = step["previous_revision"]
-        if previous is None:
+        if previous is None and component.kustomize is None:
             current = deployed(settings, request["environment"], component)
             rolled = {"command": None, "failed_revision": current.revision if current else None}
             outcome = "install failed: nothing to roll back to"
-        else:
+        else:  # a kustomize component's first install is deleted
             rolled = rollback(settings, request["environment"], component, previous, dry_run=False)
-            outcome = "rolled back"
+            outcome = "rolled back" if previous is not None else "install failed: deleted"
         entry = record(
             settings,
             request["environment"],

@@ -60,9 +60,24 @@ class Backup(_Strict):
     credentials_secret: str = Field(pattern=_NAME)
 
 
+class Kustomize(_Strict):
+    """A component installed from kustomize manifests instead of a chart (Kubeflow Pipelines has
+    none): ``path`` in the repository at the tag ``version``, or the chart mirror's archive of
+    that folder (``<chart>-<version>-manifests.tgz``)."""
+
+    path: str
+    # Rendered and applied in this order (server-side apply), each one's CRDs Established before
+    # the next; the component's overlays (its ``values``) apply to the last.
+    entry_points: tuple[str, ...] = Field(min_length=1)
+    # Remote bases the manifests name by URL (``<repository>/<folder>?ref=<tag>``), by repository:
+    # the mirror's archive of it, whose top folder holds that repository's files at the tag.
+    remote_bases: dict[str, str] = {}
+
+
 class Component(_Strict):
     name: str = ""
-    # https:// or oci://: a chart repository; file://<folder>: a chart of this repository.
+    # https:// or oci://: a chart repository; file://<folder>: a chart of this repository; with
+    # ``kustomize``, the Git repository of the manifests.
     repository: str = Field(pattern=r"^(https://|oci://|file://)\S+$")
     chart: str
     version: str = Field(pattern=r"^v?\d+\.\d+\.\d+$")
@@ -73,6 +88,9 @@ class Component(_Strict):
     upgrade: UpgradeStep = "minor"
     backup: Backup | None = None
     policy_exceptions: dict[Literal["root", "no_workloads", "operator_managed_pods"], str] = {}
+    # Set: kustomize manifests, applied with kubectl; ``values`` are then kustomize Components
+    # (folders), the base first.
+    kustomize: Kustomize | None = None
     # Installed only where the cluster runs on one of these clouds (a cloud's CSI driver); empty:
     # everywhere. A dependency on a component another cloud's run leaves out is met by its
     # alternative for this cloud.
@@ -259,6 +277,9 @@ def load_manifest(
             for environment, spec in manifest.environments.items():
                 if not component.runs_on(spec.clouds):
                     continue
+                if component.kustomize:
+                    problems += _overlay_problems(component, environment, root)
+                    continue
                 layers = []
                 for values_file in component.values_files(environment, root):
                     values = _load_yaml(values_file, problems)
@@ -276,6 +297,20 @@ def load_manifest(
     if problems:
         raise ManifestError(sorted(set(problems)))
     return manifest
+
+
+def _overlay_problems(component: Component, environment: str, root: Path) -> list[str]:
+    """A kustomize component's overlays are folders holding a kustomize Component (what the
+    rendered objects must satisfy is checked when they are rendered)."""
+    problems = []
+    for folder in component.values_files(environment, root):
+        overlay = _load_yaml(folder / "kustomization.yaml", [])
+        if not isinstance(overlay, dict) or overlay.get("kind") != "Component":
+            problems.append(
+                f"{_relative(folder)}: not a kustomize Component (a kustomization.yaml with "
+                "kind: Component, apiVersion: kustomize.config.k8s.io/v1alpha1)"
+            )
+    return problems
 
 
 def merge_values(layers: list[dict[str, Any]]) -> dict[str, Any]:

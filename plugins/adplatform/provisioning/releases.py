@@ -69,6 +69,16 @@ def check_in_mirror(settings: Settings, component: Component, version: str) -> s
     mirror = settings.helm_chart_mirror
     if component.in_repository:
         return f"{component.in_repository} (in this repository)"
+    if component.kustomize:
+        from adplatform.provisioning import kustomize
+
+        if not mirror:
+            return f"{component.repository} at {version} (no chart mirror set)"
+        pinned = component.model_copy(update={"version": version})
+        names = kustomize.archives(pinned)
+        for name in names:  # a missing archive is refused naming it
+            kustomize.mirror_archive(pinned, name, mirror, settings.provisioning_dir / "charts")
+        return f"{mirror} has {', '.join(names)}"
     if not mirror:
         return f"{component.repository} (no chart mirror set)"
     if mirror.startswith(("http://", "https://")):
@@ -107,6 +117,10 @@ class Deployed:
 
 def deployed(settings: Settings, environment: str, component: Component) -> Deployed | None:
     """The release's current revision, or None when it is not installed."""
+    if component.kustomize:
+        from adplatform.provisioning import kustomize
+
+        return kustomize.deployed(settings, environment, component)
     command = commands.helm_history(component)
     try:
         result = Command(command.argv, env=helm_env(settings, environment)).run()
@@ -149,6 +163,10 @@ def deploy(
     the revision was Airflow's. A failed helm command is reported in the step (action "failed"),
     for the caller to roll back."""
     component = manifest.component(name)
+    if component.kustomize:
+        from adplatform.provisioning import kustomize
+
+        return kustomize.deploy(settings, environment, component, dry_run=dry_run)
     command = commands.helm_upgrade(
         component, environment, wait_seconds=wait_seconds(settings, component)
     )
@@ -203,6 +221,10 @@ def values_diff(settings: Settings, environment: str, component: Component) -> s
     environment without a kubeconfig has no cluster yet: everything is new."""
     import yaml
 
+    if component.kustomize:
+        from adplatform.provisioning import kustomize
+
+        return kustomize.plan_diff(settings, environment, component)
     new = yaml.safe_dump(desired_values(component, environment), sort_keys=True)
     current = None
     if (settings.provisioning_dir / environment / "kubeconfig").exists():
@@ -254,18 +276,29 @@ class Health:
     broken: bool = False  # a state that waiting will not heal: the gate fails at once
 
 
-def release_objects(
-    settings: Settings, environment: str, component: Component
-) -> list[dict[str, Any]]:
-    """The objects Helm applied for the release (its stored manifest; hooks excluded)."""
-    import yaml
+def applied_manifest(settings: Settings, environment: str, component: Component) -> str:
+    """The manifests last applied: the release's stored manifest (hooks excluded), or a
+    kustomize component's latest revision; empty when not installed."""
+    if component.kustomize:
+        from adplatform.provisioning import kustomize
 
+        current = kustomize.latest(settings, environment, component)
+        stages = current.rendered(component).stages if current else ()
+        return "\n---\n".join(text for _, text in stages)
     result = Command(
         commands.helm_get_manifest(component).argv, env=helm_env(settings, environment)
     ).run(ok_codes=(0, 1))
-    if result.returncode:
-        return []  # not installed
-    return [doc for doc in yaml.safe_load_all(result.stdout) if isinstance(doc, dict)]
+    return "" if result.returncode else result.stdout
+
+
+def release_objects(
+    settings: Settings, environment: str, component: Component
+) -> list[dict[str, Any]]:
+    """The objects the last apply made (see applied_manifest)."""
+    import yaml
+
+    text = applied_manifest(settings, environment, component)
+    return [doc for doc in yaml.safe_load_all(text) if isinstance(doc, dict)]
 
 
 def check_health(settings: Settings, environment: str, component: Component) -> Health:
@@ -413,7 +446,12 @@ def rollback(
     *,
     dry_run: bool,
 ) -> dict[str, Any]:
-    """Roll the release back to ``revision``; returns the command and the revision it left."""
+    """Roll the release back to ``revision``; returns the command and the revision it left. A
+    kustomize component re-applies that revision, or (None) deletes a first install."""
+    if component.kustomize:
+        from adplatform.provisioning import kustomize
+
+        return kustomize.rollback(settings, environment, component, revision, dry_run=dry_run)
     command = commands.helm_rollback(
         component,
         UNKNOWN_REVISION if revision is None else revision,
@@ -465,12 +503,25 @@ def release_drift(settings: Settings, manifest: Manifest, environment: str) -> l
                     f"(helm history says {current.description!r})",
                 }
             )
-        live = json.loads(Command(commands.helm_get_values(component).argv, env=env).run().stdout)
-        changed = _diff_keys(desired_values(component, environment), live or {})
-        if changed:
-            drift.append(
-                {"component": name, "drift": f"values differ at {', '.join(changed[:10])}"}
+        if component.kustomize:
+            from adplatform.provisioning import kustomize
+
+            if kustomize.latest(settings, environment, component).digest != (  # type: ignore[union-attr]
+                kustomize.render_for(settings, environment, component).digest
+            ):
+                drift.append(
+                    {"component": name, "drift": "the overlays render other manifests than "
+                     f"revision {current.revision} applied"}
+                )  # fmt: skip
+        else:
+            live = json.loads(
+                Command(commands.helm_get_values(component).argv, env=env).run().stdout
             )
+            changed = _diff_keys(desired_values(component, environment), live or {})
+            if changed:
+                drift.append(
+                    {"component": name, "drift": f"values differ at {', '.join(changed[:10])}"}
+                )
         drift += [
             {"component": name, "drift": f"{obj} changed out of band: {change}"}
             for obj, change in object_drift(settings, environment, component)
@@ -488,7 +539,7 @@ def object_drift(
     import yaml
 
     env = helm_env(settings, environment)
-    manifest = Command(commands.helm_get_manifest(component).argv, env=env).run().stdout
+    manifest = applied_manifest(settings, environment, component)
     scaled = autoscaled(env)
     with tempfile.TemporaryDirectory() as tmp:
         # Objects without a namespace are in the release's, as for helm: the context's default.

@@ -268,6 +268,14 @@ def preflight(
     from adplatform.provisioning.charts import check_before_apply
 
     component = manifest.component(name)
+    if component.kustomize:
+        raise ManifestError(
+            [
+                f"{name}: installed from kustomize manifests, not a Helm release: pin {target} "
+                f"in infra/platform.yaml (components.{name}.version) and run platform_provision, "
+                "whose plan shows the kubectl diff"
+            ]
+        )
     checks = {
         "component": name,
         "from_version": component.version,
