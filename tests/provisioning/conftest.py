@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from airflow_client.client import ConnectionBody, DAGPatchBody
@@ -25,6 +26,7 @@ from airflow_client.client.exceptions import ConflictException
 
 from adplatform.airflow_client import AirflowClient
 from adplatform.localstack import LocalStack
+from adplatform.provisioning.charts import chart_archive, render
 from adplatform.provisioning.cluster import CRASH_LOOP_LABEL, FAIL_LABEL, LocalCluster
 from adplatform.provisioning.commands import Command
 from adplatform.provisioning.manifest import load_manifest
@@ -210,6 +212,38 @@ def upstream_chart_repository() -> Iterator[str]:
     URLs), for a mirror given by URL."""
     with served(UPSTREAM_CHARTS) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def chart_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the pinned upstream charts are unpacked once for the session's renders."""
+    return tmp_path_factory.mktemp("chart-cache")
+
+
+def served_apis(kinds_by_group: dict[str, tuple[str, ...]]) -> list[str]:
+    """`helm template --api-versions` for CRDs that earlier waves install: each group and kind."""
+    return [
+        f"{group}/{kind}" if kind else group
+        for group, kinds in kinds_by_group.items()
+        for kind in ("", *kinds)
+    ]
+
+
+def rendered_release(
+    name: str, environment: str, cache: Path, apis: list[str]
+) -> list[dict[str, Any]]:
+    """A component's objects as helm installs them: its pinned upstream chart with our values for
+    the environment, the CRDs of earlier waves (`apis`) served, and each object in the release's
+    namespace unless it names its own."""
+    manifest = load_manifest(with_values=False)
+    component = manifest.component(name)
+    archive = chart_archive(component, str(UPSTREAM_CHARTS), cache, "infra/platform.yaml")
+    kube_version = manifest.environment(environment).k3s_version.split("+")[0]
+    result = render(component, archive, component.values_files(environment), kube_version, apis)
+    assert not result.problems, result.problems
+    for obj in result.objects:
+        obj["metadata"].setdefault("namespace", component.namespace)
+    return result.objects
 
 
 @dataclass(frozen=True)

@@ -17,45 +17,31 @@ from typing import Any
 import pytest
 import yaml
 
-from adplatform.provisioning.charts import chart_archive, render
 from adplatform.provisioning.cluster import LocalCluster
 from adplatform.provisioning.commands import Command
 from adplatform.provisioning.manifest import load_manifest
 from adplatform.provisioning.releases import check_health, deploy, object_drift
 from adplatform.settings import REPO_ROOT, get_settings
-from tests.provisioning.conftest import UPSTREAM_CHARTS, ChartMirror
+from tests.provisioning.conftest import ChartMirror, rendered_release, served_apis
 
 ENVIRONMENTS = ["local", "staging", "production"]
 DASHBOARDS = sorted((REPO_ROOT / "infra" / "grafana" / "dashboards").glob("*.json"))
 # The CRDs of earlier waves, as the cluster serves them (kube-prometheus-stack's objects).
-CRDS = [
-    f"{group}/{kind}" if kind else group
-    for group, kinds in (
-        (
-            "monitoring.coreos.com/v1",
-            ("ServiceMonitor", "PrometheusRule", "Prometheus", "Alertmanager"),
+CRDS = served_apis(
+    {
+        "monitoring.coreos.com/v1": (
+            "ServiceMonitor",
+            "PrometheusRule",
+            "Prometheus",
+            "Alertmanager",
         ),
-        ("cert-manager.io/v1", ("Certificate", "Issuer")),
-    )
-    for kind in ("", *kinds)
-]
-
-
-@pytest.fixture(scope="module")
-def chart_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("chart-cache")
+        "cert-manager.io/v1": ("Certificate", "Issuer"),
+    }
+)
 
 
 def rendered(name: str, environment: str, cache: Path) -> list[dict[str, Any]]:
-    manifest = load_manifest(with_values=False)
-    component = manifest.component(name)
-    archive = chart_archive(component, str(UPSTREAM_CHARTS), cache, "infra/platform.yaml")
-    kube_version = manifest.environment(environment).k3s_version.split("+")[0]
-    result = render(component, archive, component.values_files(environment), kube_version, CRDS)
-    assert not result.problems, result.problems
-    for obj in result.objects:  # as helm installs them: the release's namespace by default
-        obj["metadata"].setdefault("namespace", component.namespace)
-    return result.objects
+    return rendered_release(name, environment, cache, CRDS)
 
 
 def autoscalers(environment: str, cache: Path) -> list[dict[str, Any]]:

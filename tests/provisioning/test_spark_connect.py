@@ -16,13 +16,12 @@ from typing import Any
 import pyspark
 import pytest
 
-from adplatform.provisioning.charts import chart_archive, render
 from adplatform.provisioning.cluster import LocalCluster
 from adplatform.provisioning.manifest import load_manifest
 from adplatform.provisioning.releases import check_health, deploy
 from adplatform.settings import Settings, get_settings, load_settings
 from adplatform.transform.spark import spark_conf
-from tests.provisioning.conftest import UPSTREAM_CHARTS, ChartMirror
+from tests.provisioning.conftest import ChartMirror, rendered_release, served_apis
 
 ENVIRONMENTS = ["local", "staging", "production"]
 # The server's --confs beyond spark_conf: what only a server in the cluster needs (S3A's jar).
@@ -30,25 +29,17 @@ CLUSTER_ONLY = {"spark.jars.packages", "spark.jars.ivy"}
 SPARK_CONNECT_PORT = 15002  # the operator's Service and probes: fixed in spark-operator 2.3.0
 
 
-@pytest.fixture(scope="module")
-def chart_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("chart-cache")
+# The CRDs of earlier waves, as the cluster serves them: the operator's, the monitors'.
+CRDS = served_apis(
+    {
+        group: ("SparkConnect", "PodMonitor", "ServiceMonitor")
+        for group in ("sparkoperator.k8s.io/v1alpha1", "monitoring.coreos.com/v1")
+    }
+)
 
 
 def rendered(name: str, environment: str, cache: Path) -> list[dict[str, Any]]:
-    manifest = load_manifest(with_values=False)
-    component = manifest.component(name)
-    archive = chart_archive(component, str(UPSTREAM_CHARTS), cache, "infra/platform.yaml")
-    kube_version = manifest.environment(environment).k3s_version.split("+")[0]
-    # The CRDs of earlier waves, as the cluster serves them: the operator's, the monitors'.
-    apis = [
-        f"{group}/{kind}" if kind else group
-        for group in ("sparkoperator.k8s.io/v1alpha1", "monitoring.coreos.com/v1")
-        for kind in ("", "SparkConnect", "PodMonitor", "ServiceMonitor")
-    ]
-    result = render(component, archive, component.values_files(environment), kube_version, apis)
-    assert not result.problems, result.problems
-    return result.objects
+    return rendered_release(name, environment, cache, CRDS)
 
 
 def one(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
