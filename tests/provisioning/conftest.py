@@ -6,6 +6,7 @@ on purpose."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -354,6 +355,25 @@ def local_cluster(stack_settings: Settings) -> Iterator[LocalCluster]:
         cluster.down()
     left = [part.name for part in cluster.parts if part.pid() is not None]
     assert not left, f"still running after down: {left}"
+
+
+@pytest.fixture
+def cluster_releases_undone(
+    local_cluster: LocalCluster, stack_settings: Settings
+) -> Iterator[None]:
+    """A test that installs releases on the session's cluster uninstalls them after it: the
+    provisioning tests of test_local_cluster_e2e.py expect to make each release's first
+    revision, whichever test ran before."""
+    env = helm_env(stack_settings, "local")
+
+    def releases() -> set[tuple[str, str]]:
+        listed = Command(("helm", "list", "--all-namespaces", "--all", "-o", "json"), env=env)
+        return {(r["namespace"], r["name"]) for r in json.loads(listed.run().stdout)}
+
+    before = releases()
+    yield
+    for namespace, name in sorted(releases() - before):
+        Command(("helm", "uninstall", name, "-n", namespace, "--wait"), env=env).run()
 
 
 @pytest.fixture(scope="module")

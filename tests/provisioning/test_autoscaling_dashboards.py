@@ -180,7 +180,12 @@ def wait_for(check, what: str, deadline_seconds: float = 120):
 @pytest.mark.integration
 @pytest.mark.slow
 def test_the_local_cluster_gets_the_autoscalers_and_the_dashboards(
-    local_cluster: LocalCluster, stack_settings, chart_mirror: ChartMirror, chart_cache, monkeypatch
+    local_cluster: LocalCluster,
+    stack_settings,
+    chart_mirror: ChartMirror,
+    chart_cache,
+    monkeypatch,
+    cluster_releases_undone,
 ):
     """metrics-server, MLflow and the autoscalers, then the dashboards, installed the way
     provisioning installs them; the HPA controller finds MLflow's Deployment to scale, and the

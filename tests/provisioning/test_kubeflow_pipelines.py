@@ -163,7 +163,7 @@ def available(deployment: dict) -> bool:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_provisioning_installs_verifies_re_runs_and_rolls_back_on_the_local_cluster(
-    local_cluster: LocalCluster, configured: Settings, component
+    local_cluster: LocalCluster, configured: Settings, component, cluster_releases_undone
 ):
     settings, run_id = configured, "manual__kfp"
     request = flow.validate_request("local", "existing", [NAME], False)

@@ -190,7 +190,12 @@ def test_the_namespace_exists_before_the_operator_puts_its_service_account_there
 @pytest.mark.integration
 @pytest.mark.slow
 def test_the_cluster_accepts_the_sparkconnect_resource_as_rendered(
-    local_cluster: LocalCluster, stack_settings, chart_mirror: ChartMirror, chart_cache, monkeypatch
+    local_cluster: LocalCluster,
+    stack_settings,
+    chart_mirror: ChartMirror,
+    chart_cache,
+    monkeypatch,
+    cluster_releases_undone,
 ):
     """A real spark-operator release (its CRDs), then spark-connect's, both installed the way
     provisioning installs them; the API server keeps every field of the resource."""
