@@ -33,7 +33,7 @@ from adplatform.provisioning.commands import Command
 from adplatform.provisioning.manifest import load_manifest
 from adplatform.provisioning.releases import helm_env
 from adplatform.provisioning.upgrade import parse_version, repository_name
-from adplatform.settings import REPO_ROOT, Settings
+from adplatform.settings import REPO_ROOT, Settings, get_settings
 from tests.conftest import free_port
 
 # The air-gapped copy of the real upstream charts (see its README), beside the repository.
@@ -355,6 +355,22 @@ def local_cluster(stack_settings: Settings) -> Iterator[LocalCluster]:
         cluster.down()
     left = [part.name for part in cluster.parts if part.pid() is not None]
     assert not left, f"still running after down: {left}"
+
+
+@pytest.fixture
+def configured(
+    monkeypatch: pytest.MonkeyPatch, stack_settings: Settings, chart_mirror: ChartMirror
+) -> Iterator[Settings]:
+    """The flow's steps read settings and connections from the environment: the session's."""
+    for name, value in {
+        **stack_settings.environment(),
+        **stack_settings.airflow_connections(),
+    }.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    yield stack_settings
+    monkeypatch.undo()
+    get_settings.cache_clear()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from adplatform.provisioning.cluster import LocalCluster
 from adplatform.provisioning.commands import Command
 from adplatform.provisioning.manifest import load_manifest
 from adplatform.provisioning.releases import check_health, deploy, object_drift
-from adplatform.settings import REPO_ROOT, get_settings
+from adplatform.settings import REPO_ROOT
 from tests.provisioning.conftest import ChartMirror, rendered_release, served_apis
 
 ENVIRONMENTS = ["local", "staging", "production"]
@@ -184,74 +184,65 @@ def test_the_local_cluster_gets_the_autoscalers_and_the_dashboards(
     stack_settings,
     chart_mirror: ChartMirror,
     chart_cache,
-    monkeypatch,
+    configured,
     cluster_releases_undone,
 ):
     """metrics-server, MLflow and the autoscalers, then the dashboards, installed the way
     provisioning installs them; the HPA controller finds MLflow's Deployment to scale, and the
     drift check leaves the replicas it sets alone."""
-    for name, value in {
-        **stack_settings.environment(),
-        **stack_settings.airflow_connections(),
-    }.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
     manifest = load_manifest(with_values=False)
     # What earlier waves make: Airflow's namespace (its release is not installed here) and
     # Grafana's (kube-prometheus-stack's release needs cert-manager's webhook, which kwok
     # cannot run).
     for namespace in ("airflow", "monitoring"):
         local_cluster.kubectl("create", "namespace", namespace)
-    try:
-        for name in ("metrics-server", "mlflow", "autoscalers", "grafana-dashboards"):
-            step = deploy(stack_settings, manifest, "local", name, dry_run=False)
-            assert step.action == "install", step.error
-            health = check_health(stack_settings, "local", manifest.component(name))
-            assert health.healthy, (name, health.details)
+    for name in ("metrics-server", "mlflow", "autoscalers", "grafana-dashboards"):
+        step = deploy(stack_settings, manifest, "local", name, dry_run=False)
+        assert step.action == "install", step.error
+        health = check_health(stack_settings, "local", manifest.component(name))
+        assert health.healthy, (name, health.details)
 
-        want = {
-            (h["metadata"]["namespace"], h["metadata"]["name"]): h["spec"]
-            for h in autoscalers("local", chart_cache)
-        }
-        for (namespace, name), spec in want.items():
-            live = json.loads(
-                local_cluster.kubectl("-n", namespace, "get", "hpa", name, "-o", "json").stdout
-            )
-            assert live["spec"]["minReplicas"] == spec["minReplicas"] == 1
-            assert live["spec"]["maxReplicas"] == spec["maxReplicas"] == 2
-            assert live["spec"]["scaleTargetRef"] == spec["scaleTargetRef"]
+    want = {
+        (h["metadata"]["namespace"], h["metadata"]["name"]): h["spec"]
+        for h in autoscalers("local", chart_cache)
+    }
+    for (namespace, name), spec in want.items():
+        live = json.loads(
+            local_cluster.kubectl("-n", namespace, "get", "hpa", name, "-o", "json").stdout
+        )
+        assert live["spec"]["minReplicas"] == spec["minReplicas"] == 1
+        assert live["spec"]["maxReplicas"] == spec["maxReplicas"] == 2
+        assert live["spec"]["scaleTargetRef"] == spec["scaleTargetRef"]
 
-        def mlflow_scale_found() -> dict[str, Any] | None:
-            status = json.loads(
-                local_cluster.kubectl("-n", "mlflow", "get", "hpa", "mlflow", "-o", "json").stdout
-            ).get("status", {})
-            conditions = {c["type"]: c for c in status.get("conditions", [])}
-            return conditions if "AbleToScale" in conditions else None
+    def mlflow_scale_found() -> dict[str, Any] | None:
+        status = json.loads(
+            local_cluster.kubectl("-n", "mlflow", "get", "hpa", "mlflow", "-o", "json").stdout
+        ).get("status", {})
+        conditions = {c["type"]: c for c in status.get("conditions", [])}
+        return conditions if "AbleToScale" in conditions else None
 
-        conditions = wait_for(mlflow_scale_found, "the HPA controller to read mlflow's scale")
-        assert conditions["AbleToScale"]["status"] == "True", conditions
-        # No kubelet, no metrics: the HPA holds its replicas rather than guessing.
-        assert conditions["ScalingActive"]["status"] == "False", conditions
+    conditions = wait_for(mlflow_scale_found, "the HPA controller to read mlflow's scale")
+    assert conditions["AbleToScale"]["status"] == "True", conditions
+    # No kubelet, no metrics: the HPA holds its replicas rather than guessing.
+    assert conditions["ScalingActive"]["status"] == "False", conditions
 
-        # A scale-out by the HPA is not drift; any other change to the same Deployment is.
-        mlflow = manifest.component("mlflow")
-        local_cluster.kubectl("-n", "mlflow", "scale", "deployment", "mlflow", "--replicas=2")
-        assert object_drift(stack_settings, "local", mlflow) == []
-        local_cluster.kubectl(
-            "-n", "mlflow", "patch", "deployment", "mlflow", "--type=merge",
-            "-p", '{"spec": {"strategy": {"rollingUpdate": {"maxSurge": 1}}}}',
-        )  # fmt: skip
-        [(obj, change)] = object_drift(stack_settings, "local", mlflow)
-        assert obj == "apps.v1.Deployment.mlflow.mlflow" and "maxSurge: 1" in change
-        assert "replicas" not in change
+    # A scale-out by the HPA is not drift; any other change to the same Deployment is.
+    mlflow = manifest.component("mlflow")
+    local_cluster.kubectl("-n", "mlflow", "scale", "deployment", "mlflow", "--replicas=2")
+    assert object_drift(stack_settings, "local", mlflow) == []
+    local_cluster.kubectl(
+        "-n", "mlflow", "patch", "deployment", "mlflow", "--type=merge",
+        "-p", '{"spec": {"strategy": {"rollingUpdate": {"maxSurge": 1}}}}',
+    )  # fmt: skip
+    [(obj, change)] = object_drift(stack_settings, "local", mlflow)
+    assert obj == "apps.v1.Deployment.mlflow.mlflow" and "maxSurge: 1" in change
+    assert "replicas" not in change
 
-        for path in DASHBOARDS:
-            live = json.loads(
-                local_cluster.kubectl(
-                    "-n", "monitoring", "get", "configmap", f"dashboard-{path.stem}", "-o", "json"
-                ).stdout
-            )
-            assert live["metadata"]["labels"]["grafana_dashboard"] == "1"
-            assert json.loads(live["data"][path.name]) == json.loads(path.read_text())
-    finally:
-        get_settings.cache_clear()
+    for path in DASHBOARDS:
+        live = json.loads(
+            local_cluster.kubectl(
+                "-n", "monitoring", "get", "configmap", f"dashboard-{path.stem}", "-o", "json"
+            ).stdout
+        )
+        assert live["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert json.loads(live["data"][path.name]) == json.loads(path.read_text())

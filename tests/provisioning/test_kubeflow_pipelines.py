@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,8 +17,8 @@ from adplatform.provisioning import flow, kustomize
 from adplatform.provisioning.cluster import LocalCluster
 from adplatform.provisioning.manifest import ManifestError, load_manifest
 from adplatform.provisioning.releases import check_in_mirror, deploy, object_drift, values_diff
-from adplatform.settings import Settings, get_settings, load_settings
-from tests.provisioning.conftest import UPSTREAM_CHARTS, ChartMirror
+from adplatform.settings import Settings, load_settings
+from tests.provisioning.conftest import UPSTREAM_CHARTS
 
 NAME = "kubeflow-pipelines"
 ARGO = "argo-workflows-v4.0.5-manifests.tgz"
@@ -131,22 +130,6 @@ def test_an_overlay_that_does_not_render_is_refused_naming_the_overlay(
 
 
 # --- On the local cluster --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def configured(
-    monkeypatch: pytest.MonkeyPatch, stack_settings: Settings, chart_mirror: ChartMirror
-) -> Iterator[Settings]:
-    """The flow's steps read settings and connections from the environment: the session's."""
-    for name, value in {
-        **stack_settings.environment(),
-        **stack_settings.airflow_connections(),
-    }.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    yield stack_settings
-    monkeypatch.undo()
-    get_settings.cache_clear()
 
 
 def deployments(cluster: LocalCluster) -> dict[str, dict]:

@@ -19,7 +19,7 @@ import pytest
 from adplatform.provisioning.cluster import LocalCluster
 from adplatform.provisioning.manifest import load_manifest
 from adplatform.provisioning.releases import check_health, deploy
-from adplatform.settings import Settings, get_settings, load_settings
+from adplatform.settings import Settings, load_settings
 from adplatform.transform.spark import spark_conf
 from tests.provisioning.conftest import ChartMirror, rendered_release, served_apis
 
@@ -194,17 +194,11 @@ def test_the_cluster_accepts_the_sparkconnect_resource_as_rendered(
     stack_settings,
     chart_mirror: ChartMirror,
     chart_cache,
-    monkeypatch,
+    configured,
     cluster_releases_undone,
 ):
     """A real spark-operator release (its CRDs), then spark-connect's, both installed the way
     provisioning installs them; the API server keeps every field of the resource."""
-    for name, value in {
-        **stack_settings.environment(),
-        **stack_settings.airflow_connections(),
-    }.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
     manifest = load_manifest(with_values=False)
     component = manifest.component("spark-connect")
     # What platform-secrets' wave makes before the operator's: the namespace and the S3 keys.
@@ -213,22 +207,19 @@ def test_the_cluster_accepts_the_sparkconnect_resource_as_rendered(
         "-n", component.namespace, "create", "secret", "generic", "spark-connect-s3",
         "--from-literal=AWS_ACCESS_KEY_ID=not-used", "--from-literal=AWS_SECRET_ACCESS_KEY=not-used",
     )  # fmt: skip
-    try:
-        for name in ("spark-operator", "spark-connect"):
-            step = deploy(stack_settings, manifest, "local", name, dry_run=False)
-            assert step.action == "install", step.error
+    for name in ("spark-operator", "spark-connect"):
+        step = deploy(stack_settings, manifest, "local", name, dry_run=False)
+        assert step.action == "install", step.error
 
-        live = json.loads(
-            local_cluster.kubectl(
-                "-n", component.namespace, "get", "sparkconnect", "spark-connect", "-o", "json"
-            ).stdout
-        )
-        want = one(rendered("spark-connect", "local", chart_cache), "SparkConnect")
-        assert live["spec"] == want["spec"]
-        # Nothing reconciles it here (kwok simulates the operator's pod): no server pod, no
-        # status; the gate checks what the release holds, which the API server accepted.
-        assert "status" not in live or not live["status"].get("state")
-        health = check_health(stack_settings, "local", component)
-        assert (health.healthy, health.details) == (True, [])
-    finally:
-        get_settings.cache_clear()
+    live = json.loads(
+        local_cluster.kubectl(
+            "-n", component.namespace, "get", "sparkconnect", "spark-connect", "-o", "json"
+        ).stdout
+    )
+    want = one(rendered("spark-connect", "local", chart_cache), "SparkConnect")
+    assert live["spec"] == want["spec"]
+    # Nothing reconciles it here (kwok simulates the operator's pod): no server pod, no
+    # status; the gate checks what the release holds, which the API server accepted.
+    assert "status" not in live or not live["status"].get("state")
+    health = check_health(stack_settings, "local", component)
+    assert (health.healthy, health.details) == (True, [])
