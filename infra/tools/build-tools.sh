@@ -117,6 +117,21 @@ if ! built kwok "$KWOK_VERSION"; then
   mark kwok "$KWOK_VERSION"
 fi
 
+# Host stand-ins of the local cluster (infra/README.md): cert-manager's processes, which the API
+# server must really call (its webhook) and which must really issue certificates. Upstream's
+# cmd/* are separate modules the proxy does not serve, so infra/tools/cert-manager holds the
+# commands around upstream's packages; the version ldflag is upstream's.
+if ! built cert-manager "$CERT_MANAGER_VERSION"; then
+  pinned_in "$repo/infra/tools/cert-manager" github.com/cert-manager/cert-manager "$CERT_MANAGER_VERSION"
+  for cmd in controller webhook cainjector; do
+    echo "building cert-manager-$cmd $CERT_MANAGER_VERSION"
+    (cd "$repo/infra/tools/cert-manager" && go build \
+      -ldflags "-s -w -X github.com/cert-manager/cert-manager/pkg/util.AppVersion=v$CERT_MANAGER_VERSION" \
+      -o "$bin/cert-manager-$cmd" "./$cmd")
+  done
+  mark cert-manager "$CERT_MANAGER_VERSION"
+fi
+
 # provider NAMESPACE TYPE MODULE VERSION H1SUM: build a provider into the mirror, under both registry
 # host names, so OpenTofu (registry.opentofu.org) and Terraform (registry.terraform.io) find it.
 provider() {

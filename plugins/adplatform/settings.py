@@ -185,8 +185,9 @@ class Settings(BaseSettings):
     # health timeout from the manifest. The simulated local cluster is ready in seconds.
     helm_wait_cap_seconds: int = Field(0, ge=0)
     # The local Kubernetes control plane (adplatform cluster up) serves its API on this loopback
-    # port and takes the next five for etcd, the controllers and kwok.
-    cluster_api_port: int = Field(6443, ge=1, le=65529)
+    # port and takes the next fifteen for etcd, the controllers, kwok and the host stand-ins
+    # (provisioning/cluster.py, PORT_SPAN).
+    cluster_api_port: int = Field(6443, ge=1, le=65520)
 
     # Platform provisioning (infra/platform.yaml, dags/platform_*.py). Cloud credentials become the
     # hcloud_default / aws_default connections; in production they come from the secrets backend.
