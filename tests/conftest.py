@@ -59,6 +59,7 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         airflow_port=free_port(span=3),  # api + worker and triggerer log servers
         jupyterhub_port=free_port(span=3),  # proxy, proxy API, hub
         cluster_api_port=free_port(span=6),  # the local cluster: API, etcd, controllers, kwok
+        vault_port=free_port(span=2),  # the local cluster's Vault: API and cluster port
         # The provisioning tests fill this chart mirror (tests/provisioning/conftest.py), and
         # the simulated cluster is ready in seconds: a failing release fails within a minute.
         helm_chart_mirror=str(tmp_path_factory.mktemp("chart-mirror")),
