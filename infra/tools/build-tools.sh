@@ -121,8 +121,8 @@ fi
 # really answer. Vault: the plain `vault` binary, built in a copy of its module. The module zip
 # leaves out its nested modules (api, sdk) that its go.mod replaces with ./api and ./sdk, so the
 # copy's go.mod drops those replace directives: the api and sdk it requires, from the proxy.
-# That sdk (v0.21.0) gave the activation callback a third argument that the release's in-tree
-# copy does not have yet: two lines adapt the callers.
+# That sdk (v0.21.0) differs from the release's in-tree copy in two signatures (the activation
+# callback's third argument; RestorePolicy returns no key name): three lines adapt the callers.
 if ! built vault "$VAULT_VERSION"; then
   echo "building Vault $VAULT_VERSION"
   src="$(module_dir "github.com/hashicorp/vault@v$VAULT_VERSION")"
@@ -133,9 +133,12 @@ if ! built vault "$VAULT_VERSION"; then
     "$work/vault/identity_store.go"
   sed -i 's/b.idStoreBackend.ActivationFunc(ctx, nil)/b.idStoreBackend.ActivationFunc(ctx, nil, "")/' \
     "$work/vault/logical_system_activation_flags.go"
-  for f in identity_store.go logical_system_activation_flags.go; do
-    ! cmp -s "$src/vault/$f" "$work/vault/$f" ||
-      { echo "error: Vault's vault/$f changed upstream: update build-tools.sh" >&2; exit 1; }
+  sed -i 's/\trestoredKeyName, err := b.lm.RestorePolicy(/\trestoredKeyName, err := keyName, b.lm.RestorePolicy(/' \
+    "$work/builtin/logical/transit/path_restore.go"
+  for f in vault/identity_store.go vault/logical_system_activation_flags.go \
+    builtin/logical/transit/path_restore.go; do
+    ! cmp -s "$src/$f" "$work/$f" ||
+      { echo "error: Vault's $f changed upstream: update build-tools.sh" >&2; exit 1; }
   done
   (cd "$work" && GOFLAGS="$GOFLAGS -mod=mod" go build -ldflags "-s -w" -o "$bin/vault" .)
   rm -rf "$work"

@@ -128,7 +128,7 @@ def test_vault_is_bootstrapped_and_external_secrets_delivers_from_it(
     manifest = load_manifest(with_values=False)
     for name in ("local-path-provisioner", "vault", "external-secrets"):
         step = deploy(stack_settings, manifest, "local", name, dry_run=False)
-        assert step.action == "install", step.error
+        assert step.action in ("install", "unchanged"), step.error
     server = VaultServer("vault", stack_settings, stack_settings.vault_port)
     proxy = ServiceProxy("service-proxy", stack_settings, free_port())
     operator = ExternalSecrets(

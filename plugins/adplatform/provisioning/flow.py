@@ -369,16 +369,16 @@ def bootstrap_vault(request: dict[str, Any]) -> dict[str, Any]:
     plan = vault.load_plan(load_manifest(with_values=False), environment)
     if request["dry_run"]:
         return {"would_seed": [s.vault_key for s in plan.secrets], "kv_engine": plan.mount}
-    hook = VaultHook(vault_conn_id=f"vault_{environment}")
     if request["local_cluster"]:
         keys = vault.LocalKeys(get_settings())
+        hook = VaultHook(vault_conn_id=f"vault_{environment}", token_path=str(keys.token_file))
         # Init and unseal need no token, and the root token exists only after init: a client
         # of the hook's URL and TLS settings that takes the token once it is there.
         client = hvac.Client(url=hook.vault_client.url, **hook.vault_client.kwargs)
         kubernetes = KubernetesHook(conn_id=f"kubernetes_{environment}")
         auth = vault.local_kubernetes_auth(kubernetes.api_client, kubernetes.core_v1_client)
     else:
-        keys, client = None, hook.get_conn()
+        keys, client = None, VaultHook(vault_conn_id=f"vault_{environment}").get_conn()
         auth = vault.KubernetesAuth(host="https://kubernetes.default.svc:443")
     return vault.bootstrap(client, plan, auth, environment, keys)
 

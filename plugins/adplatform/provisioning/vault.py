@@ -76,10 +76,12 @@ class Plan:
 
 
 def load_plan(manifest: Manifest, environment: str) -> Plan:
-    """The platform-secrets values merged as helm merges them; every entry checked before
-    anything changes, the error naming the file and the key."""
-    files = manifest.component(COMPONENT).values_files(environment, manifest.root)
-    layers = [(f, yaml.safe_load(f.read_text()) or {}) for f in files]
+    """The platform-secrets values merged as helm merges them (the chart's defaults first);
+    every entry checked before anything changes, the error naming the file and the key."""
+    component = manifest.component(COMPONENT)
+    chart = manifest.root / component.repository.removeprefix("file://") / component.chart
+    files = component.values_files(environment, manifest.root)
+    layers = [(f, yaml.safe_load(f.read_text()) or {}) for f in [chart / "values.yaml", *files]]
     values = merge_values([layer for _, layer in layers])
     where = next(
         (f for f, layer in reversed(layers) if "externalSecrets" in layer), files[0]
@@ -232,11 +234,16 @@ def local_kubernetes_auth(api_client: Any, core: Any) -> KubernetesAuth:
 
 
 def kubernetes_auth(client: hvac.Client, auth: KubernetesAuth) -> str:
+    from hvac.exceptions import InvalidPath
+
     status = "found"
     if f"{AUTH_PATH}/" not in client.sys.list_auth_methods()["data"]:
         client.sys.enable_auth_method("kubernetes", path=AUTH_PATH)
         status = "created"
-    current = client.auth.kubernetes.read_config(mount_point=AUTH_PATH) or {}
+    try:
+        current = client.auth.kubernetes.read_config(mount_point=AUTH_PATH) or {}
+    except InvalidPath:  # enabled, never configured
+        current = {}
     if (
         current.get("kubernetes_host") == auth.host
         and (current.get("kubernetes_ca_cert") or None) == auth.ca_cert
