@@ -35,6 +35,7 @@ os.environ.update(
 )
 
 from adplatform.localstack import LocalStack, free_port  # noqa: E402
+from adplatform.provisioning.cluster import PORT_SPAN  # noqa: E402
 
 SCREENSHOTS = REPO_ROOT / "tests" / "screenshots"
 
@@ -58,8 +59,7 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         spark_shuffle_partitions=2,  # the tests' data is small
         airflow_port=free_port(span=3),  # api + worker and triggerer log servers
         jupyterhub_port=free_port(span=3),  # proxy, proxy API, hub
-        cluster_api_port=free_port(span=6),  # the local cluster: API, etcd, controllers, kwok
-        vault_port=free_port(span=2),  # the local cluster's Vault: API and cluster port
+        cluster_api_port=free_port(span=PORT_SPAN),  # the local cluster and its host stand-ins
         # The provisioning tests fill this chart mirror (tests/provisioning/conftest.py), and
         # the simulated cluster is ready in seconds: a failing release fails within a minute.
         helm_chart_mirror=str(tmp_path_factory.mktemp("chart-mirror")),

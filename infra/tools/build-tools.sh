@@ -117,6 +117,21 @@ if ! built kwok "$KWOK_VERSION"; then
   mark kwok "$KWOK_VERSION"
 fi
 
+# Host stand-ins of the local cluster (infra/README.md): cert-manager's processes, which the API
+# server must really call (its webhook) and which must really issue certificates. Upstream's
+# cmd/* are separate modules the proxy does not serve, so infra/tools/cert-manager holds the
+# commands around upstream's packages; the version ldflag is upstream's.
+if ! built cert-manager "$CERT_MANAGER_VERSION"; then
+  pinned_in "$repo/infra/tools/cert-manager" github.com/cert-manager/cert-manager "$CERT_MANAGER_VERSION"
+  for cmd in controller webhook cainjector; do
+    echo "building cert-manager-$cmd $CERT_MANAGER_VERSION"
+    (cd "$repo/infra/tools/cert-manager" && go build \
+      -ldflags "-s -w -X github.com/cert-manager/cert-manager/pkg/util.AppVersion=v$CERT_MANAGER_VERSION" \
+      -o "$bin/cert-manager-$cmd" "./$cmd")
+  done
+  mark cert-manager "$CERT_MANAGER_VERSION"
+fi
+
 # Host stand-ins of the local cluster (infra/README.md): workloads kwok cannot run that must
 # really answer. Vault: the plain `vault` binary, built in a copy of its module. The module zip
 # leaves out its nested modules (api, sdk) that its go.mod replaces with ./api and ./sdk, so the

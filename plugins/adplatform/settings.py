@@ -191,11 +191,9 @@ class Settings(BaseSettings):
     # health timeout from the manifest. The simulated local cluster is ready in seconds.
     helm_wait_cap_seconds: int = Field(0, ge=0)
     # The local Kubernetes control plane (adplatform cluster up) serves its API on this loopback
-    # port and takes the next five for etcd, the controllers and kwok.
-    cluster_api_port: int = Field(6443, ge=1, le=65529)
-    # The local cluster's Vault, a real `vault server` on this machine (infra/README.md): its API
-    # on this loopback port, its cluster port on the next.
-    vault_port: int = Field(8200, ge=1, le=65534)
+    # port and takes the next fifteen for etcd, the controllers, kwok and the host stand-ins
+    # (provisioning/cluster.py, PORT_SPAN).
+    cluster_api_port: int = Field(6443, ge=1, le=65520)
 
     # Platform provisioning (infra/platform.yaml, dags/platform_*.py). Cloud credentials become the
     # hcloud_default / aws_default connections; in production they come from the secrets backend.
@@ -313,6 +311,12 @@ class Settings(BaseSettings):
     def provisioning_dir(self) -> Path:
         """Plans, state, kubeconfigs, provisioning keys and upgrade records, per environment."""
         return self.data_root / "provisioning"
+
+    @property
+    def vault_port(self) -> int:
+        """The local cluster's Vault stand-in (provisioning/cluster.py): the eleventh port of
+        the cluster's block, its cluster port the twelfth."""
+        return self.cluster_api_port + 10
 
     @property
     def airflow_url(self) -> str:

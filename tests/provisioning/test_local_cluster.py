@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from adplatform.localstack import StackError
 from adplatform.provisioning import flow
-from adplatform.provisioning.cluster import LocalCluster
+from adplatform.provisioning.cluster import PORT_SPAN, LocalCluster
 from adplatform.provisioning.commands import ToolError
 from adplatform.provisioning.manifest import ManifestError, load_manifest
 from adplatform.provisioning.releases import deploy
@@ -181,7 +181,7 @@ def test_a_real_run_into_a_cluster_that_does_not_answer_is_refused(
 
 
 def test_cluster_up_refuses_a_port_in_use_naming_the_setting(tmp_path: Path):
-    port = free_port(span=6)
+    port = free_port(span=PORT_SPAN)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", port + 1))  # etcd's port
         taken.listen()

@@ -7,6 +7,12 @@ default ``local-path`` class bind for their first pod, as local-path-provisioner
 no container ever runs. Everything else is the real thing: API,
 admission, RBAC, controllers, scheduling, CRDs, Helm's three-way merge and hooks.
 
+Workloads of the charts that the cluster must really reach or that must really act (cert-manager's
+webhook, which the API server calls, and its controllers) run as host stand-ins: their upstream
+binaries as host processes, parts of the cluster like the control plane's, talking to the API
+server with the cluster's kubeconfig; the chart still installs their Deployments, whose kwok pods
+stay the cluster's view of them (see `HostWorkload`).
+
 The admin kubeconfig is written where the ``kubernetes_local`` connection reads it
 (``<data_root>/provisioning/local/kubeconfig``), so the provisioning DAGs' ``local`` environment
 targets this cluster. ``up`` is idempotent, ``down`` leaves no process behind; the state (etcd,
@@ -27,11 +33,19 @@ from pathlib import Path
 
 from adplatform.localstack import TOOLS_DIR, Service, StackError, _port_open
 from adplatform.provisioning.commands import tool
+from adplatform.provisioning.manifest import merge_values
+from adplatform.provisioning.releases import host_values_file
+from adplatform.provisioning.vault import local_config, local_listener_certificate
 from adplatform.settings import REPO_ROOT, Settings
 
 KWOK_STAGES = TOOLS_DIR / "kwok-stages"  # kwok's own, copied from its module by `make tools`
 LOCAL_STAGES = REPO_ROOT / "infra" / "local" / "kwok"  # the project's, for failure tests
 SERVICE_CIDR = "10.96.0.0/16"
+# The cluster's ports: cluster_api_port and the next ones (the API server, etcd's client and peer
+# ports, the controller-manager, the scheduler, kwok, then the host stand-ins from
+# STAND_IN_PORTS on). Tests reserve the whole block with free_port(span=PORT_SPAN).
+PORT_SPAN = 16
+STAND_IN_PORTS = 6
 POD_CIDR = "10.244.0.0/16"
 # The simulated nodes, shaped like the servers and agents of a K3s environment.
 NODES = {
@@ -257,6 +271,118 @@ class Kwok(_Part):
         ]
 
 
+class HostWorkload(_Part):
+    """A chart's workload as a host stand-in: its real upstream binary (built by `make tools`)
+    as a host process that talks to the API server with the cluster's kubeconfig, where kwok's
+    pod cannot answer (a webhook the API server calls) or act (a controller). The chart still
+    installs everything else, its Deployment's kwok pods included; ``chart_values`` are the values
+    the local environment's release needs to reach the process (see host_values_file).
+
+    Supervised as a pod with restartPolicy Always is: started with the cluster, before the chart
+    may be installed, and restarted whenever it exits, so a process that gives up while the
+    release's namespace, CRDs or RBAC do not exist yet (or after the release was uninstalled)
+    comes back once they do. Simpler and more robust than starting it from the provisioning flow,
+    which would have to track every install, uninstall and rollback."""
+
+    RESTART_DELAY_SECONDS = 5
+
+    def __init__(
+        self, name: str, settings: Settings, port: int, paths: Paths, component: str
+    ) -> None:
+        super().__init__(name, settings, port, paths)
+        self.component = component
+
+    def workload(self) -> list[str]:
+        """The stand-in's own command line."""
+        raise NotImplementedError
+
+    def chart_values(self) -> dict[str, object]:
+        return {}
+
+    def command(self) -> list[str]:
+        loop = (
+            'while :; do "$@"; echo "$0 exited with status $?; restarting in '
+            f'{self.RESTART_DELAY_SECONDS}s"; sleep {self.RESTART_DELAY_SECONDS}; done'
+        )
+        return ["sh", "-c", loop, self.name, *self.workload()]
+
+
+class CertManagerController(HostWorkload):
+    def workload(self) -> list[str]:
+        return [
+            tool("cert-manager-controller"),
+            f"--kubeconfig={self.paths.kubeconfig}",
+            "--cluster-resource-namespace=cert-manager",
+            f"--healthz-listen-address=127.0.0.1:{self.port}",
+        ]
+
+
+class CertManagerWebhook(HostWorkload):
+    """Serves on ``port`` with a certificate from its dynamic CA (the Secret the chart's webhook
+    configurations name for cainjector), for the name the API server calls: localhost."""
+
+    def workload(self) -> list[str]:
+        return [
+            tool("cert-manager-webhook"),
+            f"--kubeconfig={self.paths.kubeconfig}",
+            f"--secure-port={self.port}",
+            f"--healthz-port={self.port + 1}",
+            "--metrics-listen-address=0",  # as the chart's; 9402 on the host is anyone's
+            "--dynamic-serving-ca-secret-namespace=cert-manager",
+            "--dynamic-serving-ca-secret-name=cert-manager-webhook-ca",
+            "--dynamic-serving-dns-names=localhost",
+        ]
+
+    def chart_values(self) -> dict[str, object]:
+        return {"webhook": {"url": {"host": f"localhost:{self.port}"}}}
+
+
+class CertManagerCAInjector(HostWorkload):
+    def workload(self) -> list[str]:
+        return [
+            tool("cert-manager-cainjector"),
+            f"--kubeconfig={self.paths.kubeconfig}",
+            f"--health-probe-bind-address=127.0.0.1:{self.port}",
+        ]
+
+
+class VaultServer(HostWorkload):
+    """A real `vault server` (not dev mode: init and unseal are real) with file storage under
+    the cluster's directory and a TLS listener; provisioning/vault.py bootstraps it. Its
+    component is the release that must reach it: platform-secrets' ClusterSecretStore."""
+
+    @property
+    def home(self) -> Path:
+        return self.paths.root / "vault"
+
+    def prepare(self) -> None:
+        cert, key, _ = local_listener_certificate(self.paths.pki, self.home / "tls")
+        (self.home / "vault.hcl").write_text(local_config(self.home, self.port, cert, key))
+
+    def workload(self) -> list[str]:
+        return [tool("vault"), "server", f"-config={self.home / 'vault.hcl'}"]
+
+    def chart_values(self) -> dict[str, object]:
+        return {"vault": {"server": f"https://localhost:{self.port}"}}
+
+
+class ExternalSecretsController(HostWorkload):
+    """External Secrets Operator's controller, with only the reconcilers platform-secrets uses
+    (the others watch kinds this release's CRDs do not serve at its API versions)."""
+
+    def environment(self) -> dict[str, str]:
+        return {**super().environment(), "KUBECONFIG": str(self.paths.kubeconfig)}
+
+    def workload(self) -> list[str]:
+        return [
+            tool("external-secrets"),
+            f"--metrics-addr=127.0.0.1:{self.port}",
+            "--enable-cluster-external-secret-reconciler=false",
+            "--enable-push-secret-reconciler=false",
+            "--enable-cluster-push-secret-reconciler=false",
+        ]
+
+
 class LocalCluster:
     """The control plane's processes, started in dependency order and stopped in reverse."""
 
@@ -271,6 +397,26 @@ class LocalCluster:
             Scheduler("kube-scheduler", settings, port + 4, self.paths),
             Kwok("kwok", settings, port + 5, self.paths),
         ]
+        # The stand-ins' ports: the webhook's two (TLS, healthz), then one each for the
+        # controller's and cainjector's health, Vault's two (settings.vault_port: API, cluster)
+        # and External Secrets' metrics; first + 7 .. PORT_SPAN - 1 are free for more.
+        first = port + STAND_IN_PORTS
+        self.stand_ins: list[HostWorkload] = [
+            CertManagerWebhook("cert-manager-webhook", settings, first, self.paths, "cert-manager"),
+            CertManagerController(
+                "cert-manager-controller", settings, first + 2, self.paths, "cert-manager"
+            ),
+            CertManagerCAInjector(
+                "cert-manager-cainjector", settings, first + 3, self.paths, "cert-manager"
+            ),
+        ]
+        self.stand_ins += [
+            VaultServer("vault", settings, settings.vault_port, self.paths, "platform-secrets"),
+            ExternalSecretsController(
+                "external-secrets", settings, first + 6, self.paths, "external-secrets"
+            ),
+        ]
+        self.parts += self.stand_ins
 
     @property
     def server(self) -> str:
@@ -283,7 +429,7 @@ class LocalCluster:
 
     def up(self, progress: Callable[[str], None] = lambda _: None) -> dict[str, str]:
         for binary in [part.name for part in self.parts] + ["kubectl"]:
-            tool(binary)  # all built, or nothing starts
+            tool(binary)  # all built, or nothing starts (a stand-in's part is named as its binary)
         self.paths.root.mkdir(parents=True, exist_ok=True)
         token = ensure_pki(self.paths)
         config = kubeconfig(self.server, self.paths.pki / "ca.crt", token)
@@ -291,6 +437,7 @@ class LocalCluster:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(config)
             path.chmod(0o600)
+        self._write_chart_values()
         results = {}
         for part in self.parts:
             progress(f"starting {part.name}")
@@ -300,6 +447,18 @@ class LocalCluster:
         progress("waiting for the nodes to be Ready")
         self.wait_until_ready()
         return results
+
+    def _write_chart_values(self) -> None:
+        """The values each component's release needs for its stand-ins, where the provisioning
+        flow of the local environment adds them (host_values_file)."""
+        components = {s.component for s in self.stand_ins}
+        for component in components:
+            values: dict[str, object] = merge_values(
+                [s.chart_values() for s in self.stand_ins if s.component == component]
+            )
+            path = host_values_file(self.settings, "local", component)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(values, indent=2) + "\n")
 
     def down(self) -> dict[str, str]:
         return {part.name: part.stop() for part in reversed(self.parts)}

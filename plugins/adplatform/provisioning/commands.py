@@ -7,6 +7,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,9 +96,14 @@ def helm_upgrade(
     version: str | None = None,
     wait_seconds: int | None = None,
     dry_run: bool = False,
+    extra_values: Sequence[Path] = (),
 ) -> Command:
-    """Install or upgrade a release: idempotent, waits for readiness, keeps 10 revisions."""
-    values = [v.format(environment=environment) for v in component.values]
+    """Install or upgrade a release: idempotent, waits for readiness, keeps 10 revisions.
+    ``extra_values`` follow the values files (releases.host_values_file)."""
+    values = [
+        *(v.format(environment=environment) for v in component.values),
+        *map(str, extra_values),
+    ]
     version = version or component.version
     return Command(
         (
@@ -124,10 +130,15 @@ def helm_upgrade(
     )
 
 
-def helm_template(component: Component, environment: str, version: str) -> Command:
+def helm_template(
+    component: Component, environment: str, version: str, extra_values: Sequence[Path] = ()
+) -> Command:
     """The manifests a version of the chart renders with the environment's values (what an
     upgrade will apply; diffed against the current version's for the approval)."""
-    values = [v.format(environment=environment) for v in component.values]
+    values = [
+        *(v.format(environment=environment) for v in component.values),
+        *map(str, extra_values),
+    ]
     return Command(
         (
             "helm",

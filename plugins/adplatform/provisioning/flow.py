@@ -454,7 +454,7 @@ def upgrade_release(checks: dict[str, Any]) -> dict[str, Any]:
     """`helm upgrade --wait` to the target version. A failure is returned, not raised, so the
     health gate, rollback and record steps still run (the verdict fails the run)."""
     from adplatform.provisioning.commands import Command, ToolError, helm_upgrade
-    from adplatform.provisioning.releases import helm_env, wait_seconds
+    from adplatform.provisioning.releases import extra_values, helm_env, wait_seconds
 
     settings = get_settings()
     component = load_manifest(with_values=False).component(checks["component"])
@@ -463,6 +463,7 @@ def upgrade_release(checks: dict[str, Any]) -> dict[str, Any]:
         checks["environment"],
         version=checks["to_version"],
         wait_seconds=wait_seconds(settings, component),
+        extra_values=extra_values(settings, checks["environment"], component),
     )
     if checks["dry_run"]:
         return {"command": str(command), "error": ""}

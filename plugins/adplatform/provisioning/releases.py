@@ -55,12 +55,23 @@ def wait_seconds(settings: Settings, component: Component) -> int:
     )
 
 
-def desired_values(component: Component, environment: str) -> dict[str, Any]:
+def host_values_file(settings: Settings, environment: str, name: str) -> Path:
+    """Values of a release that only the running cluster knows: the addresses of the local
+    cluster's host stand-ins (cluster.py writes them on `cluster up`), given to helm after the
+    values files. Only the local environment has such a file."""
+    return settings.provisioning_dir / environment / "host-workloads" / f"{name}.yaml"
+
+
+def extra_values(settings: Settings, environment: str, component: Component) -> list[Path]:
+    path = host_values_file(settings, environment, component.name)
+    return [path] if path.exists() else []
+
+
+def desired_values(settings: Settings, component: Component, environment: str) -> dict[str, Any]:
     import yaml
 
-    return merge_values(
-        [yaml.safe_load(path.read_text()) or {} for path in component.values_files(environment)]
-    )
+    files = [*component.values_files(environment), *extra_values(settings, environment, component)]
+    return merge_values([yaml.safe_load(path.read_text()) or {} for path in files])
 
 
 def check_in_mirror(settings: Settings, component: Component, version: str) -> str:
@@ -168,7 +179,10 @@ def deploy(
 
         return kustomize.deploy(settings, environment, component, dry_run=dry_run)
     command = commands.helm_upgrade(
-        component, environment, wait_seconds=wait_seconds(settings, component)
+        component,
+        environment,
+        wait_seconds=wait_seconds(settings, component),
+        extra_values=extra_values(settings, environment, component),
     )
     if dry_run:
         return ReleaseStep(name, str(command), "rendered", True)
@@ -182,7 +196,7 @@ def deploy(
         and made_by_airflow(current)
     ):
         live = json.loads(Command(commands.helm_get_values(component).argv, env=env).run().stdout)
-        if live == desired_values(component, environment):
+        if live == desired_values(settings, component, environment):
             return ReleaseStep(name, str(command), "unchanged", False, previous)
     try:
         Command(command.argv, env=env).run(timeout=wait_seconds(settings, component) + 300)
@@ -225,7 +239,7 @@ def values_diff(settings: Settings, environment: str, component: Component) -> s
         from adplatform.provisioning import kustomize
 
         return kustomize.plan_diff(settings, environment, component)
-    new = yaml.safe_dump(desired_values(component, environment), sort_keys=True)
+    new = yaml.safe_dump(desired_values(settings, component, environment), sort_keys=True)
     current = None
     if (settings.provisioning_dir / environment / "kubeconfig").exists():
         try:
@@ -254,7 +268,9 @@ def template_diff(
     renders, with the environment's values (what an upgrade applies)."""
     rendered = [
         Command(
-            commands.helm_template(component, environment, version).argv,
+            commands.helm_template(
+                component, environment, version, extra_values(settings, environment, component)
+            ).argv,
             env=helm_env(settings, environment),  # helm's caches under the data root
         ).run(timeout=600)
         for version in (old, new)
@@ -517,7 +533,7 @@ def release_drift(settings: Settings, manifest: Manifest, environment: str) -> l
             live = json.loads(
                 Command(commands.helm_get_values(component).argv, env=env).run().stdout
             )
-            changed = _diff_keys(desired_values(component, environment), live or {})
+            changed = _diff_keys(desired_values(settings, component, environment), live or {})
             if changed:
                 drift.append(
                     {"component": name, "drift": f"values differ at {', '.join(changed[:10])}"}
