@@ -373,6 +373,21 @@ class ExternalSecretsController(HostWorkload):
     def environment(self) -> dict[str, str]:
         return {**super().environment(), "KUBECONFIG": str(self.paths.kubeconfig)}
 
+    def healthy(self) -> bool:
+        """Supervised: it exits (and is restarted) until the external-secrets release's CRDs
+        exist, and opens its metrics port only then; a cluster without them is healthy too."""
+        if self.pid() is None:
+            return False
+        return _port_open(self.port) or self._crds_absent()
+
+    def _crds_absent(self) -> bool:
+        result = subprocess.run(
+            [tool("kubectl"), f"--kubeconfig={self.paths.kubeconfig}", "get", "crd",
+             "externalsecrets.external-secrets.io", "--ignore-not-found", "-o", "name"],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        return result.returncode == 0 and not result.stdout.strip()
+
     def workload(self) -> list[str]:
         return [
             tool("external-secrets"),
