@@ -15,8 +15,9 @@ each release's values diff) → **approve** (Required actions; only the approver
 fails the run, it never approves by itself) → apply (refuses without a recorded approval by
 someone else, or if the plan file is not the approved one, unchanged) → wait for SSH →
 prepare nodes → K3s → kubeconfig → the cloud's Secret (hcloud-csi's token) → wave 0..n (deploy
-→ health gate; after Vault's wave, Vault's bootstrap) → smoke checks. A re-run with nothing to change changes nothing. `dry_run`
-(default on) plans and renders every step and wave and changes nothing. The `local`
+→ health gate; after Vault's wave, Vault's bootstrap) → smoke checks. A re-run with nothing to
+change changes nothing. `dry_run` (default on) plans and renders every step and wave and changes
+nothing. The `local`
 environment is the local cluster (`adplatform cluster up`): no servers, SSH, node preparation
 or K3s; its releases are real.
 
