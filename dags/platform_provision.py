@@ -15,8 +15,9 @@ each release's values diff) → **approve** (Required actions; only the approver
 fails the run, it never approves by itself) → apply (refuses without a recorded approval by
 someone else, or if the plan file is not the approved one, unchanged) → wait for SSH →
 prepare nodes → K3s → kubeconfig → the cloud's Secret (hcloud-csi's token) → wave 0..n (deploy
-→ health gate) → smoke checks. A re-run with nothing to change changes nothing. `dry_run`
-(default on) plans and renders every step and wave and changes nothing. The `local`
+→ health gate; after Vault's wave, Vault's bootstrap) → smoke checks. A re-run with nothing to
+change changes nothing. `dry_run` (default on) plans and renders every step and wave and changes
+nothing. The `local`
 environment is the local cluster (`adplatform cluster up`): no servers, SSH, node preparation
 or K3s; its releases are real.
 
@@ -38,6 +39,9 @@ fails without a retry and later waves do not start.
 - *wave_N.deploy* / *wave_N.health_gate*: the message names each release, the revisions and why;
   it was rolled back. `kubectl -n <ns> get pods`, fix, re-run (unchanged releases are skipped).
   Runbook: `infra/README.md`.
+- *wave_N.bootstrap_vault*: the message says which step and how to fix it (a bad
+  platform-secrets entry names its file and key; staging/production: Vault not initialised or
+  sealed, which its operators do). Every step is idempotent: re-run.
 """
 
 from __future__ import annotations
@@ -149,6 +153,12 @@ with DAG(
         return flow.gate_wave(request, wave, steps, run_id or "")
 
     @task
+    def bootstrap_vault(request: dict) -> dict:
+        from adplatform.provisioning import flow
+
+        return flow.bootstrap_vault(request)
+
+    @task
     def smoke_checks(request: dict) -> list:
         from adplatform.provisioning import flow
 
@@ -173,4 +183,6 @@ with DAG(
         with TaskGroup(f"wave_{wave}", tooltip=", ".join(names)):
             deployed = deploy(request, names)
             steps += [deployed, health_gate(request, names, deployed)]
+            if "vault" in names:  # before the waves that read secrets (platform-secrets)
+                steps.append(bootstrap_vault(request))
     chain(planned, approve, nodes, *steps, smoke_checks(request))

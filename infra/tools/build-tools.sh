@@ -132,6 +132,43 @@ if ! built cert-manager "$CERT_MANAGER_VERSION"; then
   mark cert-manager "$CERT_MANAGER_VERSION"
 fi
 
+# Host stand-ins of the local cluster (infra/README.md): workloads kwok cannot run that must
+# really answer. Vault: the plain `vault` binary, built in a copy of its module. The module zip
+# leaves out its nested modules (api, sdk) that its go.mod replaces with ./api and ./sdk, so the
+# copy's go.mod drops those replace directives: the api and sdk it requires, from the proxy.
+# That sdk (v0.21.0) differs from the release's in-tree copy in two signatures (the activation
+# callback's third argument; RestorePolicy returns no key name): three lines adapt the callers.
+if ! built vault "$VAULT_VERSION"; then
+  echo "building Vault $VAULT_VERSION"
+  src="$(module_dir "github.com/hashicorp/vault@v$VAULT_VERSION")"
+  work="$tools/vault-build"
+  rm -rf "$work" && cp -r "$src" "$work" && chmod -R u+w "$work"
+  sed -i -E '/^replace github.com\/hashicorp\/vault\/(api|sdk)/d' "$work/go.mod"
+  sed -i 's/ActivationFunc: iStore.activateDeduplication,/ActivationFunc: func(ctx context.Context, req *logical.Request, _ string) error { return iStore.activateDeduplication(ctx, req) },/' \
+    "$work/vault/identity_store.go"
+  sed -i 's/b.idStoreBackend.ActivationFunc(ctx, nil)/b.idStoreBackend.ActivationFunc(ctx, nil, "")/' \
+    "$work/vault/logical_system_activation_flags.go"
+  sed -i 's/\trestoredKeyName, err := b.lm.RestorePolicy(/\trestoredKeyName, err := keyName, b.lm.RestorePolicy(/' \
+    "$work/builtin/logical/transit/path_restore.go"
+  for f in vault/identity_store.go vault/logical_system_activation_flags.go \
+    builtin/logical/transit/path_restore.go; do
+    ! cmp -s "$src/$f" "$work/$f" ||
+      { echo "error: Vault's $f changed upstream: update build-tools.sh" >&2; exit 1; }
+  done
+  (cd "$work" && GOFLAGS="$GOFLAGS -mod=mod" go build -ldflags "-s -w" -o "$bin/vault" .)
+  rm -rf "$work"
+  mark vault "$VAULT_VERSION"
+fi
+
+# External Secrets Operator's controller (every provider is compiled in: this release has no
+# per-provider build tags).
+if ! built external-secrets "$EXTERNAL_SECRETS_VERSION"; then
+  echo "building External Secrets Operator $EXTERNAL_SECRETS_VERSION"
+  src="$(module_dir "github.com/external-secrets/external-secrets@v$EXTERNAL_SECRETS_VERSION")"
+  (cd "$src" && go build -ldflags "-s -w" -o "$bin/external-secrets" .)
+  mark external-secrets "$EXTERNAL_SECRETS_VERSION"
+fi
+
 # provider NAMESPACE TYPE MODULE VERSION H1SUM: build a provider into the mirror, under both registry
 # host names, so OpenTofu (registry.opentofu.org) and Terraform (registry.terraform.io) find it.
 provider() {

@@ -52,6 +52,12 @@ def repo_path(*parts: str) -> Path:
 
 # The environments of infra/platform.yaml (its loader checks that the two agree).
 PLATFORM_ENVIRONMENTS = ("local", "staging", "production")
+# Vault's ingress host on the clusters of staging and production (helm_values/vault/; a test
+# holds them equal).
+VAULT_INGRESS_HOSTS = {
+    "staging": "vault.staging.adplatform.example.com",
+    "production": "vault.adplatform.example.com",
+}
 # Under the lake root, the ingest commit logs (adplatform.ingest.commitlog); the leading '_'
 # keeps them out of every table scan.
 INGEST_DIR = "_ingest"
@@ -307,6 +313,12 @@ class Settings(BaseSettings):
         return self.data_root / "provisioning"
 
     @property
+    def vault_port(self) -> int:
+        """The local cluster's Vault stand-in (provisioning/cluster.py): the eleventh port of
+        the cluster's block, its cluster port the twelfth."""
+        return self.cluster_api_port + 10
+
+    @property
     def airflow_url(self) -> str:
         return f"http://127.0.0.1:{self.airflow_port}"
 
@@ -375,6 +387,27 @@ class Settings(BaseSettings):
                     },
                 }
                 for environment in PLATFORM_ENVIRONMENTS
+            },
+            # Vault per environment, for the provision DAG's bootstrap (provisioning/vault.py):
+            # the local stand-in, whose certificate the local cluster's CA signs; staging's and
+            # production's at their ingress, the token set by the secrets backend.
+            "vault_local": {
+                "conn_type": "vault",
+                "host": "127.0.0.1",
+                "port": self.vault_port,
+                "extra": {
+                    "use_tls": True,
+                    "client_kwargs": {"verify": str(self.data_root / "cluster" / "pki" / "ca.crt")},
+                },
+            },
+            **{
+                f"vault_{environment}": {
+                    "conn_type": "vault",
+                    "host": host,
+                    "port": 443,
+                    "extra": {"use_tls": True},
+                }
+                for environment, host in VAULT_INGRESS_HOSTS.items()
             },
         }
         # Cloud credentials only when set, so a secrets backend (or the metadata DB) can hold them.

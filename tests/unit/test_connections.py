@@ -78,3 +78,27 @@ def test_a_connection_missing_what_its_service_needs_is_refused_by_name(producti
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", '{"conn_type": "http", "host": "mlflow"}')
     with pytest.raises(ConnectionConfigError, match="'mlflow_default' has no tracking URI"):
         mlflow_tracking_uri("mlflow_default")
+
+
+def test_each_environment_s_vault_connection_reaches_its_vault(production, monkeypatch):
+    """The local stand-in over TLS checked against the local cluster's CA; staging's and
+    production's at the ingress host their Vault values give it."""
+    import yaml
+    from airflow.providers.hashicorp.hooks.vault import VaultHook
+
+    from adplatform.settings import REPO_ROOT, VAULT_INGRESS_HOSTS
+
+    for name, value in production.airflow_connections().items():
+        monkeypatch.setenv(name, value)
+    local = VaultHook(vault_conn_id="vault_local", token_path="unused").vault_client
+    assert local.url == f"https://127.0.0.1:{production.vault_port}"
+    assert local.kwargs["verify"] == str(production.data_root / "cluster" / "pki" / "ca.crt")
+    for environment, host in VAULT_INGRESS_HOSTS.items():
+        values = REPO_ROOT / "helm_values" / "vault" / f"{environment}.yaml"
+        ingress = (yaml.safe_load(values.read_text()) or {}).get("server", {}).get("ingress")
+        if ingress is None:  # production's overlay is empty: the base values are production's
+            values = values.with_name("values.yaml")
+            ingress = yaml.safe_load(values.read_text())["server"]["ingress"]
+        assert [h["host"] for h in ingress["hosts"]] == [host], values
+        hook = VaultHook(vault_conn_id=f"vault_{environment}", token_path="unused")
+        assert hook.vault_client.url == f"https://{host}:443"

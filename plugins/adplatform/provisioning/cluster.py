@@ -35,6 +35,7 @@ from adplatform.localstack import TOOLS_DIR, Service, StackError, _port_open
 from adplatform.provisioning.commands import tool
 from adplatform.provisioning.manifest import merge_values
 from adplatform.provisioning.releases import host_values_file
+from adplatform.provisioning.vault import local_config, local_listener_certificate
 from adplatform.settings import REPO_ROOT, Settings
 
 KWOK_STAGES = TOOLS_DIR / "kwok-stages"  # kwok's own, copied from its module by `make tools`
@@ -345,6 +346,58 @@ class CertManagerCAInjector(HostWorkload):
         ]
 
 
+class VaultServer(HostWorkload):
+    """A real `vault server` (not dev mode: init and unseal are real) with file storage under
+    the cluster's directory and a TLS listener; provisioning/vault.py bootstraps it. Its
+    component is the release that must reach it: platform-secrets' ClusterSecretStore."""
+
+    @property
+    def home(self) -> Path:
+        return self.paths.root / "vault"
+
+    def prepare(self) -> None:
+        cert, key, _ = local_listener_certificate(self.paths.pki, self.home / "tls")
+        (self.home / "vault.hcl").write_text(local_config(self.home, self.port, cert, key))
+
+    def workload(self) -> list[str]:
+        return [tool("vault"), "server", f"-config={self.home / 'vault.hcl'}"]
+
+    def chart_values(self) -> dict[str, object]:
+        return {"vault": {"server": f"https://localhost:{self.port}"}}
+
+
+class ExternalSecretsController(HostWorkload):
+    """External Secrets Operator's controller, with only the reconcilers platform-secrets uses
+    (the others watch kinds this release's CRDs do not serve at its API versions)."""
+
+    def environment(self) -> dict[str, str]:
+        return {**super().environment(), "KUBECONFIG": str(self.paths.kubeconfig)}
+
+    def healthy(self) -> bool:
+        """Supervised: it exits (and is restarted) until the external-secrets release's CRDs
+        exist, and opens its metrics port only then; a cluster without them is healthy too."""
+        if self.pid() is None:
+            return False
+        return _port_open(self.port) or self._crds_absent()
+
+    def _crds_absent(self) -> bool:
+        result = subprocess.run(
+            [tool("kubectl"), f"--kubeconfig={self.paths.kubeconfig}", "get", "crd",
+             "externalsecrets.external-secrets.io", "--ignore-not-found", "-o", "name"],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        return result.returncode == 0 and not result.stdout.strip()
+
+    def workload(self) -> list[str]:
+        return [
+            tool("external-secrets"),
+            f"--metrics-addr=127.0.0.1:{self.port}",
+            "--enable-cluster-external-secret-reconciler=false",
+            "--enable-push-secret-reconciler=false",
+            "--enable-cluster-push-secret-reconciler=false",
+        ]
+
+
 class LocalCluster:
     """The control plane's processes, started in dependency order and stopped in reverse."""
 
@@ -360,7 +413,8 @@ class LocalCluster:
             Kwok("kwok", settings, port + 5, self.paths),
         ]
         # The stand-ins' ports: the webhook's two (TLS, healthz), then one each for the
-        # controller's and cainjector's health; first + 4 .. PORT_SPAN - 1 are free for more.
+        # controller's and cainjector's health, Vault's two (settings.vault_port: API, cluster)
+        # and External Secrets' metrics; first + 7 .. PORT_SPAN - 1 are free for more.
         first = port + STAND_IN_PORTS
         self.stand_ins: list[HostWorkload] = [
             CertManagerWebhook("cert-manager-webhook", settings, first, self.paths, "cert-manager"),
@@ -369,6 +423,12 @@ class LocalCluster:
             ),
             CertManagerCAInjector(
                 "cert-manager-cainjector", settings, first + 3, self.paths, "cert-manager"
+            ),
+        ]
+        self.stand_ins += [
+            VaultServer("vault", settings, settings.vault_port, self.paths, "platform-secrets"),
+            ExternalSecretsController(
+                "external-secrets", settings, first + 6, self.paths, "external-secrets"
             ),
         ]
         self.parts += self.stand_ins

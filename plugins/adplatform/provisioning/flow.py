@@ -37,6 +37,10 @@ def validate_request(
     for name in names:
         check_in_mirror(settings, manifest.component(name), manifest.component(name).version)
     check_before_apply(settings, manifest, environment, names)
+    if "vault" in names:
+        from adplatform.provisioning.vault import load_plan
+
+        load_plan(manifest, environment)  # what the bootstrap would seed, refused now if bad
     if env.cluster == "local" and not dry_run:
         check_reachable(environment)
     if not dry_run:
@@ -347,6 +351,36 @@ def _roll_back_and_fail(
             f"{previous}): {reason[-500:]}"
         )
     raise AirflowFailException("release failed, later waves will not start:\n" + "\n".join(lines))
+
+
+def bootstrap_vault(request: dict[str, Any]) -> dict[str, Any]:
+    """Vault's bootstrap (provisioning/vault.py) once its wave is healthy: initialised,
+    unsealed, KV engine, policy, Kubernetes auth and role, seeded secrets. The report says what
+    was created and what was found; keys and tokens never leave Vault and their files."""
+    import hvac
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+    from airflow.providers.hashicorp.hooks.vault import VaultHook
+
+    from adplatform.provisioning import vault
+
+    environment = request["environment"]
+    if "vault" not in request["components"]:
+        return {"skipped": "vault is not in this run"}
+    plan = vault.load_plan(load_manifest(with_values=False), environment)
+    if request["dry_run"]:
+        return {"would_seed": [s.vault_key for s in plan.secrets], "kv_engine": plan.mount}
+    if request["local_cluster"]:
+        keys = vault.LocalKeys(get_settings())
+        hook = VaultHook(vault_conn_id=f"vault_{environment}", token_path=str(keys.token_file))
+        # Init and unseal need no token, and the root token exists only after init: a client
+        # of the hook's URL and TLS settings that takes the token once it is there.
+        client = hvac.Client(url=hook.vault_client.url, **hook.vault_client.kwargs)
+        kubernetes = KubernetesHook(conn_id=f"kubernetes_{environment}")
+        auth = vault.local_kubernetes_auth(kubernetes.api_client, kubernetes.core_v1_client)
+    else:
+        keys, client = None, VaultHook(vault_conn_id=f"vault_{environment}").get_conn()
+        auth = vault.KubernetesAuth(host="https://kubernetes.default.svc:443")
+    return vault.bootstrap(client, plan, auth, environment, keys)
 
 
 def smoke(request: dict[str, Any]) -> list[dict[str, Any]]:
