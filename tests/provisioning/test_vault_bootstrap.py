@@ -16,6 +16,7 @@ from pathlib import Path
 import hvac
 import pytest
 import yaml
+from cryptography.fernet import Fernet
 
 from adplatform.provisioning import flow, vault
 from adplatform.provisioning.cluster import LocalCluster
@@ -40,6 +41,23 @@ def test_a_bad_platform_secrets_entry_is_refused_naming_file_and_key(scratch_rep
         "helm_values/platform-secrets/values.yaml: externalSecrets[1].vaultKey "
         "'platform/../airflow' is not a Vault key path"
     )
+
+    data["externalSecrets"][1]["vaultKey"] = "platform/airflow/airflow-fernet-key"
+    data["externalSecrets"][1]["fields"] = {"fernet-v2": ["fernet-key"]}
+    values.write_text(yaml.safe_dump(data))
+    with pytest.raises(vault.BootstrapError) as refused:
+        vault.load_plan(
+            load_manifest(scratch_repo / "infra" / "platform.yaml", scratch_repo), "local"
+        )
+    assert str(refused.value) == (
+        "helm_values/platform-secrets/values.yaml: externalSecrets[1].fields.fernet-v2: "
+        "not a kind: use one of password, fernet, hex, manual"
+    )
+
+
+def awaiting(status: str) -> str:
+    """What a re-run reports for a secret: its manual fields still awaited, else found."""
+    return status[status.index("awaiting") :] if "awaiting" in status else "found"
 
 
 def wait_for(what: str, check, timeout: float = 120.0):
@@ -76,6 +94,7 @@ def test_vault_is_bootstrapped_and_external_secrets_delivers_from_it(
     assert keys.token_file.stat().st_mode & 0o777 == 0o600
 
     report = flow.bootstrap_vault(REQUEST)
+    seeded = report.pop("secrets")
     assert report == {
         "initialised": "found",
         "unsealed": "created",
@@ -83,8 +102,15 @@ def test_vault_is_bootstrapped_and_external_secrets_delivers_from_it(
         "policy": "created",
         "kubernetes_auth": "created",
         "role": "created",
-        "secrets": {s.vault_key: "created" for s in plan.secrets},
     }
+    generated = {
+        s.vault_key: [f for f, k in s.fields.items() if k != "manual"] for s in plan.secrets
+    }
+    for s in plan.secrets:
+        manual = sorted(f for f, kind in s.fields.items() if kind == "manual")
+        status = seeded[s.vault_key]
+        assert status.startswith("created" if generated[s.vault_key] else "awaiting"), status
+        assert (f"awaiting {', '.join(manual)}: set by hand" in status) == bool(manual), status
     root = hvac.Client(
         url=anonymous.url,
         token=keys.token_file.read_text(),
@@ -97,21 +123,24 @@ def test_vault_is_bootstrapped_and_external_secrets_delivers_from_it(
     assert role["bound_service_account_namespaces"] == ["external-secrets"]
     assert role["token_policies"] == [vault.POLICY]
     stored = {
-        s.vault_key: root.secrets.kv.v2.read_secret_version(s.vault_key)["data"]
-        for s in plan.secrets
+        key: root.secrets.kv.v2.read_secret_version(key)["data"]
+        for key, fields in generated.items()
+        if fields
     }
-    for s in plan.secrets:
-        assert sorted(stored[s.vault_key]["data"]) == sorted(s.fields)
-    assert not any(
-        v in json.dumps(report) for v in stored[plan.secrets[0].vault_key]["data"].values()
-    )
+    for key, data in stored.items():
+        assert sorted(data["data"]) == sorted(generated[key])
+        assert not any(v in json.dumps(seeded) for v in data["data"].values())
+    # Each kind in the format its reader takes: Airflow's Fernet key, JupyterHub's hex secrets.
+    Fernet(stored["platform/airflow/airflow-fernet-key"]["data"]["fernet-key"])
+    hub = stored["platform/jupyterhub/jupyterhub-hub-secrets"]["data"]
+    assert all(len(bytes.fromhex(v)) == 32 for v in hub.values())
 
-    # A second run changes nothing: no secret gets a new version.
+    # A second run changes nothing: no secret gets a new version; manual fields stay awaited.
     again = flow.bootstrap_vault(REQUEST)
-    assert set(again.pop("secrets").values()) == {"found"}
+    assert again.pop("secrets") == {k: awaiting(v) for k, v in seeded.items()}
     assert set(again.values()) == {"found"}
-    for s in plan.secrets:
-        assert root.secrets.kv.v2.read_secret_version(s.vault_key)["data"] == stored[s.vault_key]
+    for key, data in stored.items():
+        assert root.secrets.kv.v2.read_secret_version(key)["data"] == data
 
     # A restarted Vault comes back sealed; a re-run unseals it and finds the rest.
     server.stop()
@@ -119,20 +148,11 @@ def test_vault_is_bootstrapped_and_external_secrets_delivers_from_it(
     assert anonymous.sys.is_sealed()
     after_restart = flow.bootstrap_vault(REQUEST)
     assert after_restart.pop("unsealed") == "created"
-    assert set(after_restart.pop("secrets").values()) == {"found"}
+    assert after_restart.pop("secrets") == {k: awaiting(v) for k, v in seeded.items()}
     assert set(after_restart.values()) == {"found"}
 
-    # platform-secrets' ExternalSecrets, read by the operator through Kubernetes auth. The
-    # platform CA's Secret is what the cluster-issuers release makes; here it holds the CA
-    # that signed the stand-in's certificate (vault.local_listener_certificate).
-    local_cluster.kubectl("create", "namespace", "cert-manager")
-    secret = local_cluster.kubectl(
-        "-n", "cert-manager", "create", "secret", "generic", "platform-ca",
-        f"--from-file=ca.crt={local_cluster.paths.pki / 'ca.crt'}", "--dry-run=client",
-        "-o", "json",
-    )  # fmt: skip
-    applied = local_cluster.kubectl("apply", "-f", "-", stdin=secret.stdout)
-    assert not applied.returncode, applied.stderr
+    # platform-secrets' ExternalSecrets, read by the operator through Kubernetes auth, which
+    # trusts the stand-in's certificate through the CA Secret the local cluster publishes.
     step = deploy(stack_settings, manifest, "local", "platform-secrets", dry_run=False)
     assert step.action == "install", step.error
     wanted = next(s for s in plan.secrets if s.name == "minio-root-credentials")

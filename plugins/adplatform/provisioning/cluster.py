@@ -41,6 +41,9 @@ from adplatform.settings import REPO_ROOT, Settings
 KWOK_STAGES = TOOLS_DIR / "kwok-stages"  # kwok's own, copied from its module by `make tools`
 LOCAL_STAGES = REPO_ROOT / "infra" / "local" / "kwok"  # the project's, for failure tests
 SERVICE_CIDR = "10.96.0.0/16"
+# The cluster CA's certificate as a Secret (namespace, name): what clients inside the cluster
+# trust to reach a host stand-in whose certificate that CA signed (Vault's).
+CA_SECRET = ("kube-system", "local-cluster-ca")
 # The cluster's ports: cluster_api_port and the next ones (the API server, etcd's client and peer
 # ports, the controller-manager, the scheduler, kwok, then the host stand-ins from
 # STAND_IN_PORTS on). Tests reserve the whole block with free_port(span=PORT_SPAN).
@@ -363,7 +366,14 @@ class VaultServer(HostWorkload):
         return [tool("vault"), "server", f"-config={self.home / 'vault.hcl'}"]
 
     def chart_values(self) -> dict[str, object]:
-        return {"vault": {"server": f"https://localhost:{self.port}"}}
+        # Its certificate is signed by the cluster's CA (vault.local_listener_certificate), so
+        # the ClusterSecretStore trusts that CA, which the cluster publishes (CA_SECRET).
+        return {
+            "vault": {
+                "server": f"https://localhost:{self.port}",
+                "caSecret": {"name": CA_SECRET[1], "namespace": CA_SECRET[0]},
+            }
+        }
 
 
 class ExternalSecretsController(HostWorkload):
@@ -534,7 +544,13 @@ class LocalCluster:
             "volumeBindingMode": "Immediate",
             "reclaimPolicy": "Delete",
         }
-        return [*nodes, storage_class]
+        ca_secret: dict[str, object] = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"namespace": CA_SECRET[0], "name": CA_SECRET[1]},
+            "stringData": {"ca.crt": (self.paths.pki / "ca.crt").read_text()},
+        }
+        return [*nodes, storage_class, ca_secret]
 
     def nodes_ready(self) -> tuple[int, int]:
         result = self.kubectl("get", "nodes", "-o", "json")

@@ -24,10 +24,12 @@ Where the unseal keys and the root token live, per environment:
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import secrets
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +49,15 @@ AUTH_PATH = "kubernetes"  # the mount path the ClusterSecretStore logs in at (pl
 # A Vault key path: lowercase segments of a-z, 0-9, '-' and '_', separated by single '/'.
 _KEY_PATH = re.compile(r"^[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)*$")
 _FIELD = re.compile(r"^[-._a-zA-Z0-9]+$")  # a Secret's data key
+# How the bootstrap makes a field's first value, by the kind platform-secrets' values give it.
+# `manual` is a value only its owner can give (an OAuth client GitLab issues, a connection URI
+# naming a database's user): never generated, reported as awaiting until an operator writes it.
+GENERATORS: dict[str, Callable[[], str] | None] = {
+    "password": lambda: secrets.token_urlsafe(32),
+    "fernet": lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+    "hex": lambda: secrets.token_hex(32),
+    "manual": None,
+}
 # The local stand-in's server token for Vault's TokenReview calls (a TokenRequest of the vault
 # chart's service account, which its ClusterRoleBinding to system:auth-delegator allows).
 REVIEWER_TOKEN_SECONDS = 365 * 24 * 3600
@@ -61,7 +72,7 @@ class SeededSecret:
     name: str
     namespace: str
     vault_key: str
-    fields: tuple[str, ...]
+    fields: dict[str, str]  # the Secret's key -> its kind (GENERATORS)
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,24 @@ class Plan:
     service_account: str
     service_account_namespace: str
     secrets: tuple[SeededSecret, ...]
+
+
+def _fields_problems(kinds: object, at: str) -> list[str]:
+    """``fields`` maps a kind (GENERATORS) to the Secret's keys made that way."""
+    if not isinstance(kinds, dict) or not kinds:
+        return [f"{at}.fields: map a kind ({', '.join(GENERATORS)}) to the Secret's keys"]
+    problems, seen = [], set()
+    for kind, names in kinds.items():
+        if kind not in GENERATORS:
+            problems.append(f"{at}.fields.{kind}: not a kind: use one of {', '.join(GENERATORS)}")
+        for name in names if isinstance(names, list) else [names]:
+            if not isinstance(name, str) or not _FIELD.match(name) or name in seen:
+                problems.append(
+                    f"{at}.fields.{kind}: {name!r} is not a Secret key of its own (letters, "
+                    "digits, - . _; each key under one kind)"
+                )
+            seen.add(name)
+    return problems
 
 
 def load_plan(manifest: Manifest, environment: str) -> Plan:
@@ -88,7 +117,7 @@ def load_plan(manifest: Manifest, environment: str) -> Plan:
     ).relative_to(manifest.root)
     problems, seeded, keys = [], [], set()
     for i, entry in enumerate(values.get("externalSecrets") or []):
-        key, fields = entry.get("vaultKey", ""), tuple(entry.get("fields") or ())
+        key, kinds = entry.get("vaultKey", ""), entry.get("fields") or {}
         at = f"{where}: externalSecrets[{i}]"
         if not _KEY_PATH.match(key):
             problems.append(
@@ -98,10 +127,9 @@ def load_plan(manifest: Manifest, environment: str) -> Plan:
         elif key in keys:
             problems.append(f"{at}.vaultKey {key!r} is listed twice: one entry per key")
         keys.add(key)
-        if not fields or any(not _FIELD.match(f) for f in fields):
-            problems.append(
-                f"{at}.fields {list(fields)!r}: list the Secret's keys (letters, digits, - . _)"
-            )
+        wrong = _fields_problems(kinds, at)
+        problems += wrong
+        fields = {} if wrong else {f: kind for kind, names in kinds.items() for f in names}
         seeded.append(SeededSecret(entry.get("name", ""), entry.get("namespace", ""), key, fields))
     if problems:
         raise BootstrapError("\n".join(problems))
@@ -285,8 +313,9 @@ def role(client: hvac.Client, plan: Plan) -> str:
 
 
 def seed(client: hvac.Client, plan: Plan, secret: SeededSecret) -> str:
-    """Generated values for the fields the key lacks; a field Vault has keeps its value. The
-    write is check-and-set on the version read, so a concurrent writer is never overwritten."""
+    """Generated values for the fields the key lacks; a field Vault has keeps its value, and a
+    manual one is left to its owner. The write is check-and-set on the version read, so a
+    concurrent writer is never overwritten."""
     from hvac.exceptions import InvalidPath
 
     kv = client.secrets.kv.v2
@@ -297,12 +326,22 @@ def seed(client: hvac.Client, plan: Plan, secret: SeededSecret) -> str:
         existing, version = current["data"] or {}, current["metadata"]["version"]
     except InvalidPath:
         existing, version = {}, 0
-    missing = [f for f in secret.fields if f not in existing]
-    if not missing:
-        return "found"
-    values = {**existing, **{f: secrets.token_urlsafe(32) for f in missing}}
-    kv.create_or_update_secret(secret.vault_key, values, cas=version, mount_point=plan.mount)
-    return "created" if version == 0 else "completed"
+    missing = {f: GENERATORS[kind] for f, kind in secret.fields.items() if f not in existing}
+    generated = {f: make() for f, make in missing.items() if make is not None}
+    awaiting = sorted(set(missing) - set(generated))
+    done = []
+    if generated:
+        values = {**existing, **generated}
+        kv.create_or_update_secret(secret.vault_key, values, cas=version, mount_point=plan.mount)
+        done.append("created" if version == 0 else "completed")
+    if awaiting:
+        verb = "patch" if existing or generated else "put"  # patch needs the key to exist
+        given = " ".join(f"{f}=..." for f in awaiting)
+        done.append(
+            f"awaiting {', '.join(awaiting)}: set by hand with "
+            f"`vault kv {verb} -mount={plan.mount} {secret.vault_key} {given}`"
+        )
+    return "; ".join(done) or "found"
 
 
 def bootstrap(
@@ -350,8 +389,8 @@ storage "file" {{
 
 def local_listener_certificate(pki: Path, into: Path) -> tuple[Path, Path, Path]:
     """The stand-in's serving certificate (cert, key, CA), for 127.0.0.1 and the names the
-    cluster gives Vault's Service. The one place to switch to cert-manager's platform-ca: it is
-    signed here by the local cluster's own CA until cert-manager issues on the local cluster."""
+    cluster gives Vault's Service, signed by the local cluster's own CA: the stand-in starts
+    with the cluster, before cert-manager's platform-ca exists to sign it."""
     cert, key, ca = into / "tls.crt", into / "tls.key", pki / "ca.crt"
     if cert.exists():
         return cert, key, ca
