@@ -151,11 +151,16 @@ def test_vault_is_bootstrapped_and_external_secrets_delivers_from_it(
     assert after_restart.pop("secrets") == {k: awaiting(v) for k, v in seeded.items()}
     assert set(after_restart.values()) == {"found"}
 
+    wanted = next(s for s in plan.secrets if s.name == "minio-root-credentials")
     # platform-secrets' ExternalSecrets, read by the operator through Kubernetes auth, which
-    # trusts the stand-in's certificate through the CA Secret the local cluster publishes.
+    # trusts the stand-in's certificate through the CA Secret the local cluster publishes. A
+    # namespace an earlier release created (as helm --create-namespace does) stays that release's.
+    created = local_cluster.kubectl("create", "namespace", wanted.namespace)
+    assert not created.returncode, created.stderr
     step = deploy(stack_settings, manifest, "local", "platform-secrets", dry_run=False)
     assert step.action == "install", step.error
-    wanted = next(s for s in plan.secrets if s.name == "minio-root-credentials")
+    again = deploy(stack_settings, manifest, "local", "platform-secrets", dry_run=False)
+    assert again.action == "unchanged", again.error
 
     def delivered() -> dict | None:
         got = local_cluster.kubectl(
