@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 import ssl
 import subprocess
 import time
@@ -302,6 +303,10 @@ class HostWorkload(_Part):
     def chart_values(self) -> dict[str, object]:
         return {}
 
+    def serving(self) -> bool:
+        """Whether it does its job for the cluster now (the local health gate waits for it)."""
+        return self.healthy()
+
     def command(self) -> list[str]:
         loop = (
             'while :; do "$@"; echo "$0 exited with status $?; restarting in '
@@ -338,6 +343,27 @@ class CertManagerWebhook(HostWorkload):
 
     def chart_values(self) -> dict[str, object]:
         return {"webhook": {"url": {"host": f"localhost:{self.port}"}}}
+
+    def serving(self) -> bool:
+        """It completes a TLS handshake (it makes its CA, then its certificate, only once the
+        chart's namespace exists, retrying every 10 s) and cainjector has given the webhook
+        configurations that CA: only then does the API server's call succeed."""
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        try:
+            with context.wrap_socket(socket.create_connection(("127.0.0.1", self.port), 3)):
+                pass
+        except OSError:
+            return False
+        bundles = subprocess.run(
+            [tool("kubectl"), f"--kubeconfig={self.paths.kubeconfig}", "get",
+             "validatingwebhookconfiguration,mutatingwebhookconfiguration",
+             "-l", "app.kubernetes.io/instance=cert-manager",
+             "-o", "jsonpath={range .items[*]}{.webhooks[0].clientConfig.caBundle}{'\\n'}{end}"],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        lines = bundles.stdout.splitlines()
+        return bundles.returncode == 0 and len(lines) == 2 and all(lines)
 
 
 class CertManagerCAInjector(HostWorkload):
@@ -484,6 +510,17 @@ class LocalCluster:
             path = host_values_file(self.settings, "local", component)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(values, indent=2) + "\n")
+
+    def not_serving(self, components: list[str], timeout: float = 120.0) -> list[str]:
+        """The stand-ins of ``components`` still not serving after ``timeout`` (none: all are)."""
+        deadline = time.monotonic() + timeout
+        while waiting := [
+            s.name for s in self.stand_ins if s.component in components and not s.serving()
+        ]:
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(2)
+        return waiting
 
     def down(self) -> dict[str, str]:
         return {part.name: part.stop() for part in reversed(self.parts)}

@@ -296,6 +296,8 @@ def gate_wave(
             for n in names
         ]
     reports = health_gate(get_settings(), manifest, request["environment"], names)
+    if request["local_cluster"]:
+        _gate_stand_ins(reports)
     if unhealthy := [r for r in reports if not r["healthy"]]:
         by_name = {step["component"]: step for step in steps}
         changed = [
@@ -307,6 +309,18 @@ def gate_wave(
             _roll_back_and_fail(request, run_id, changed)
         raise ToolError(f"wave {', '.join(names)} is not healthy: {unhealthy}")
     return reports
+
+
+def _gate_stand_ins(reports: list[dict[str, Any]]) -> None:
+    """On the local cluster a healthy release also needs its host stand-ins serving (kwok's pods
+    are Ready at once; cert-manager's webhook answers only once it has its certificate)."""
+    from adplatform.provisioning.cluster import LocalCluster
+
+    cluster = LocalCluster(get_settings())
+    for report in reports:
+        if report["healthy"] and (waiting := cluster.not_serving([report["component"]])):
+            report["healthy"] = False
+            report["details"] = [f"host stand-in {name} is not serving" for name in waiting]
 
 
 def _roll_back_and_fail(
