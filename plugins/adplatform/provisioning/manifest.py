@@ -52,6 +52,9 @@ class HealthCheck(_Strict):
     selector: str = Field(pattern=r"^[\w./-]+=[\w.-]+$")
     timeout_seconds: int = Field(600, ge=30, le=3600)
     min_workloads: int = Field(1, ge=0)
+    # The release's custom resources, by kind, and the status condition each must have True: a
+    # cluster an operator runs from pods it makes itself (no workload of the chart's own).
+    ready: dict[str, str] = {}
 
 
 class Backup(_Strict):

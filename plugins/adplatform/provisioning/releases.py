@@ -15,7 +15,13 @@ from typing import Any
 
 from adplatform.provisioning import commands
 from adplatform.provisioning.commands import RELEASE_DESCRIPTION, Command, ToolError
-from adplatform.provisioning.manifest import Component, Manifest, ManifestError, merge_values
+from adplatform.provisioning.manifest import (
+    Component,
+    Manifest,
+    ManifestError,
+    load_manifest,
+    merge_values,
+)
 from adplatform.settings import Settings
 
 # Pods in these states will not heal by waiting: the gate fails at once.
@@ -321,15 +327,24 @@ def check_health(settings: Settings, environment: str, component: Component) -> 
     """One look at the release's own objects (from its Helm manifest) and at the workloads the
     manifest's selector names: Deployments, StatefulSets and DaemonSets rolled out (the current
     generation observed, every replica updated and ready), Jobs complete, CRDs Established, no pod
-    broken. A Kubernetes API that does not answer is unhealthy (worth another look)."""
+    broken; the custom resources ``health.ready`` names with their condition True. A Kubernetes
+    API that does not answer is unhealthy (worth another look).
+
+    On the local cluster kwok simulates the operators' pods, so nothing reconciles their custom
+    resources: one without a status yet passes there (the API server accepted it), while a
+    condition it has is checked as anywhere."""
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
     selector, namespace = component.health.selector, component.namespace
+    unreconciled_passes = (
+        load_manifest(with_values=False).environment(environment).cluster == "local"
+    )
     try:
         client = KubernetesHook(conn_id=f"kubernetes_{environment}").api_client
         objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        custom: list[tuple[str, dict[str, Any]]] = []
         for kind in WORKLOAD_KINDS:
             path = _PATHS[kind].format(namespace=namespace)
             for item in _get(client, path, selector)["items"]:
@@ -337,6 +352,9 @@ def check_health(settings: Settings, environment: str, component: Component) -> 
         selected = len(objects)
         for obj in release_objects(settings, environment, component):
             kind, meta = str(obj.get("kind")), obj.get("metadata") or {}
+            if kind in component.health.ready:
+                path = _custom_path(client, obj["apiVersion"], kind, namespace, meta["name"])
+                custom.append((kind, _get(client, path)))
             if kind not in _PATHS:
                 continue
             where = "" if kind == "CustomResourceDefinition" else meta.get("namespace", namespace)
@@ -356,6 +374,11 @@ def check_health(settings: Settings, environment: str, component: Component) -> 
         if problem:
             details.append(f"{kind} {where + '/' if where else ''}{name}: {problem}")
             broken = broken or fatal
+    for kind, item in custom:
+        if unreconciled_passes and not item.get("status"):
+            continue
+        if problem := _condition_problem(item, component.health.ready[kind]):
+            details.append(f"{kind} {namespace}/{item['metadata']['name']}: {problem}")
     # A broken pod says waiting is futile, but only while something is not ready: a stray failed
     # pod beside a fully rolled-out workload (an old eviction) is no reason to fail.
     for pod in pods if details else []:
@@ -395,6 +418,26 @@ def _object_problem(kind: str, item: dict[str, Any]) -> tuple[str, bool]:
     if updated < want or ready < want:
         return f"{ready}/{want} ready, {updated}/{want} updated", False
     return "", False
+
+
+def _condition_problem(item: dict[str, Any], condition: str) -> str:
+    """Why a custom resource's ``condition`` is not True yet ("" when it is)."""
+    conditions = {c["type"]: c for c in (item.get("status") or {}).get("conditions") or []}
+    if condition not in conditions:
+        return f"no {condition} condition yet"
+    found = conditions[condition]
+    if found.get("status") != "True":
+        return (
+            f"{condition} is {found.get('status')}: {found.get('message') or found.get('reason')}"
+        )
+    return ""
+
+
+def _custom_path(client: Any, api_version: str, kind: str, namespace: str, name: str) -> str:
+    """The API path of a namespaced custom resource (its plural from the API's discovery)."""
+    resources = _get(client, f"/apis/{api_version}")["resources"]
+    [plural] = [r["name"] for r in resources if r["kind"] == kind and "/" not in r["name"]]
+    return f"/apis/{api_version}/namespaces/{namespace}/{plural}/{name}"
 
 
 def _pod_problem(pod: dict[str, Any]) -> str:
