@@ -19,7 +19,14 @@ export GOFLAGS="-buildvcs=false -trimpath" CGO_ENABLED=0
 
 # built NAME VERSION: true when .tools/ holds NAME at VERSION already.
 built() { [ "$(cat "$tools/.built-$1" 2>/dev/null)" = "$2" ]; }
-mark() { echo "$2" >"$tools/.built-$1"; }
+# building WHAT: say so (a tool's first line starts its clock); mark NAME VERSION: record it built,
+# with how long it took (the first build on a fresh machine takes most of an hour).
+building() { started="${started:-$SECONDS}"; echo "$(date +%T) building $*"; }
+mark() {
+  echo "$2" >"$tools/.built-$1"
+  echo "$(date +%T) built $1 in $((SECONDS - started)) s"
+  unset started
+}
 
 # module_dir MODULE@VERSION [H1SUM]: download the module through the proxy, print its source
 # directory. Building inside it keeps upstream's own go.mod (replace directives, pinned versions).
@@ -38,7 +45,7 @@ module_dir() {
 }
 
 if ! built tofu "$OPENTOFU_VERSION"; then
-  echo "building OpenTofu $OPENTOFU_VERSION"
+  building "OpenTofu $OPENTOFU_VERSION"
   src="$(module_dir "github.com/opentofu/opentofu@v$OPENTOFU_VERSION")"
   (cd "$src" && go build -ldflags "-s -w -X github.com/opentofu/opentofu/version.dev=no" \
     -o "$bin/tofu" ./cmd/tofu)
@@ -50,7 +57,7 @@ fi
 # The stamp carries the build recipe, so a Helm built the old way is rebuilt.
 helm_stamp="$HELM_VERSION+kube-ldflags"
 if ! built helm "$helm_stamp"; then
-  echo "building Helm $HELM_VERSION"
+  building "Helm $HELM_VERSION"
   src="$(module_dir "helm.sh/helm/v3@v$HELM_VERSION")"
   # client-go v0.MINOR.PATCH is Kubernetes v1.MINOR, as the Makefile computes it.
   IFS=. read -r client_go_major kube_minor _ <<<"$(cd "$src" && go list -m -f '{{.Version}}' k8s.io/client-go)"
@@ -65,7 +72,7 @@ if ! built helm "$helm_stamp"; then
 fi
 
 if ! built kubectl "$KUBECTL_VERSION"; then
-  echo "building kubectl $KUBECTL_VERSION"
+  building "kubectl $KUBECTL_VERSION"
   (cd "$repo/infra/tools/kubectl" && go build -ldflags "-s -w -X k8s.io/client-go/pkg/version.gitVersion=v1.${KUBECTL_VERSION#0.} -X k8s.io/component-base/version.gitVersion=v1.${KUBECTL_VERSION#0.}" -o "$bin/kubectl" .)
   mark kubectl "$KUBECTL_VERSION"
 fi
@@ -81,7 +88,7 @@ pinned_in() {
 }
 
 if ! built etcd "$ETCD_VERSION"; then
-  echo "building etcd $ETCD_VERSION"
+  building "etcd $ETCD_VERSION"
   pinned_in "$repo/infra/tools/etcd" go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
   (cd "$repo/infra/tools/etcd" && go build -ldflags "-s -w" -o "$bin/etcd" .)
   mark etcd "$ETCD_VERSION"
@@ -97,7 +104,7 @@ if ! built kubernetes "$KUBERNETES_VERSION"; then
     k8s_ldflags+=" -X $pkg.gitMinor=$(cut -d. -f2 <<<"$KUBERNETES_VERSION") -X $pkg.gitTreeState=clean"
   done
   for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
-    echo "building $cmd $KUBERNETES_VERSION"
+    building "$cmd $KUBERNETES_VERSION"
     (cd "$repo/infra/tools/kubernetes" && go build -ldflags "$k8s_ldflags" -o "$bin/$cmd" "k8s.io/kubernetes/cmd/$cmd")
   done
   mark kubernetes "$KUBERNETES_VERSION"
@@ -105,7 +112,7 @@ fi
 
 # kwok runs only with Stage objects; the module ships the upstream ones, kept beside the binary.
 if ! built kwok "$KWOK_VERSION"; then
-  echo "building kwok $KWOK_VERSION"
+  building "kwok $KWOK_VERSION"
   src="$(module_dir "sigs.k8s.io/kwok@v$KWOK_VERSION")"
   (cd "$src" && go build -ldflags "-s -w" -o "$bin/kwok" ./cmd/kwok)
   # Nodes Ready with heartbeats, pods Running/Ready/Completed, PVCs of class kwok-volume bound.
@@ -124,7 +131,7 @@ fi
 if ! built cert-manager "$CERT_MANAGER_VERSION"; then
   pinned_in "$repo/infra/tools/cert-manager" github.com/cert-manager/cert-manager "$CERT_MANAGER_VERSION"
   for cmd in controller webhook cainjector; do
-    echo "building cert-manager-$cmd $CERT_MANAGER_VERSION"
+    building "cert-manager-$cmd $CERT_MANAGER_VERSION"
     (cd "$repo/infra/tools/cert-manager" && go build \
       -ldflags "-s -w -X github.com/cert-manager/cert-manager/pkg/util.AppVersion=v$CERT_MANAGER_VERSION" \
       -o "$bin/cert-manager-$cmd" "./$cmd")
@@ -143,7 +150,7 @@ fi
 # the full build, the Kubernetes auth method and file storage (infra/tools/vault-minimal).
 vault_stamp="$VAULT_VERSION+minimal-kubernetes-file"
 if ! built vault "$vault_stamp"; then
-  echo "building Vault $VAULT_VERSION"
+  building "Vault $VAULT_VERSION"
   src="$(module_dir "github.com/hashicorp/vault@v$VAULT_VERSION")"
   work="$tools/vault-build"
   rm -rf "$work" && cp -r "$src" "$work" && chmod -R u+w "$work"
@@ -174,7 +181,7 @@ fi
 # tags), twice the packages to compile for code the local cluster never runs.
 eso_stamp="$EXTERNAL_SECRETS_VERSION+vault-kubernetes-fake"
 if ! built external-secrets "$eso_stamp"; then
-  echo "building External Secrets Operator $EXTERNAL_SECRETS_VERSION"
+  building "External Secrets Operator $EXTERNAL_SECRETS_VERSION"
   src="$(module_dir "github.com/external-secrets/external-secrets@v$EXTERNAL_SECRETS_VERSION")"
   work="$tools/external-secrets-build"
   rm -rf "$work" && cp -r "$src" "$work" && chmod -R u+w "$work"
@@ -195,7 +202,7 @@ fi
 provider() {
   local namespace="$1" type="$2" module="$3" version="$4" sum="$5"
   built "provider-$type" "$version" && return
-  echo "building provider $namespace/$type $version"
+  building "provider $namespace/$type $version"
   local src target
   src="$(module_dir "$module@v$version" "$sum")"
   target="$mirror/registry.opentofu.org/$namespace/$type/$version/linux_amd64"
