@@ -59,6 +59,10 @@ def test_airflow_connections_parse_as_airflow_connections(tmp_path):
         "KUBERNETES_LOCAL",
         "KUBERNETES_STAGING",
         "KUBERNETES_PRODUCTION",
+        # and its Vault (the provision DAG's bootstrap)
+        "VAULT_LOCAL",
+        "VAULT_STAGING",
+        "VAULT_PRODUCTION",
     }
     assert {name.removeprefix("AIRFLOW_CONN_") for name in variables} == expected
     kafka = Connection.from_json(variables["AIRFLOW_CONN_KAFKA_DEFAULT"], conn_id="kafka_default")
@@ -68,6 +72,9 @@ def test_airflow_connections_parse_as_airflow_connections(tmp_path):
     assert clickhouse["extra"]["dsn"].startswith("chdb://")
     spark = Connection.from_json(variables["AIRFLOW_CONN_SPARK_DEFAULT"], conn_id="spark_default")
     assert spark.host == "local[2]"
+    vault = Connection.from_json(variables["AIRFLOW_CONN_VAULT_LOCAL"], conn_id="vault_local")
+    assert (vault.conn_type, vault.host, vault.port) == ("vault", "127.0.0.1", settings.vault_port)
+    assert vault.extra_dejson["client_kwargs"]["verify"].endswith("/cluster/pki/ca.crt")
 
 
 def test_the_spark_connect_connection_gives_the_providers_hook_the_servers_url(monkeypatch):
