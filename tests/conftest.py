@@ -269,8 +269,18 @@ def needs_tools(item: pytest.Item) -> bool:
     return item.nodeid.startswith(NEEDS_TOOLS)
 
 
+# How long the first test that needs the tools may wait for their build (then it runs as any
+# other): on a fresh machine the build outlasts the lakehouse tests by more than the per-test
+# timeout, and every provisioning test would fail with it.
+TOOLS_BUILD_WAIT_SECONDS = 3600
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=needs_tools)  # stable: file order within each group
+    if first := next((item for item in items if needs_tools(item)), None):
+        marker = first.get_closest_marker("timeout")
+        own = marker.args[0] if marker and marker.args else float(first.config.getini("timeout"))
+        first.add_marker(pytest.mark.timeout(TOOLS_BUILD_WAIT_SECONDS + own), append=False)
 
 
 @pytest.fixture(scope="session")
