@@ -339,7 +339,8 @@ def check_health(settings: Settings, environment: str, component: Component) -> 
 
     selector, namespace = component.health.selector, component.namespace
     unreconciled_passes = (
-        load_manifest(with_values=False).environment(environment).cluster == "local"
+        bool(component.health.ready)
+        and load_manifest(with_values=False).environment(environment).cluster == "local"
     )
     try:
         client = KubernetesHook(conn_id=f"kubernetes_{environment}").api_client
