@@ -89,3 +89,9 @@ def test_the_gate_waits_for_the_clusters_ready_condition(
         "Cluster postgresql/postgresql: Ready is False: Cluster Is Not Ready"
     ]
     assert report("True", "Cluster is Ready") == []
+    typo = component.model_copy(
+        update={"health": component.health.model_copy(update={"ready": {"Clustr": "Ready"}})}
+    )
+    assert check_health(stack_settings, "local", typo).details == [
+        "health.ready names Clustr, but the release holds no Clustr"
+    ]

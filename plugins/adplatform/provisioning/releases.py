@@ -375,6 +375,9 @@ def check_health(settings: Settings, environment: str, component: Component) -> 
         if problem:
             details.append(f"{kind} {where + '/' if where else ''}{name}: {problem}")
             broken = broken or fatal
+    # A kind the release does not hold (a typo in health.ready) would otherwise check nothing.
+    for kind in sorted(set(component.health.ready) - {kind for kind, _ in custom}):
+        details.append(f"health.ready names {kind}, but the release holds no {kind}")
     for kind, item in custom:
         if unreconciled_passes and not item.get("status"):
             continue
